@@ -12,7 +12,8 @@ file is checked on the original files, before any resizing:
   masks whose colour channels differ (colour-coded multi-class masks) are reported;
 - pairing problems found while listing the files (images without masks, masks without
   images, two files for one stem) and split-file problems are included;
-- counts per split ("train", "test", "all") are reported.
+- counts per split ("train", "test", "all") are reported, and the train/test split is kept
+  as a split file (:func:`delbench.results.write_split_file`).
 
 Any other registered dataset is checked through its public interface: each split is built
 and every item is read; errors and non-binary or mis-sized masks are reported by item id.
@@ -28,6 +29,7 @@ import numpy as np
 
 from delbench.errors import DelbenchError
 from delbench.imaging import item_decode_problems
+from delbench.results import write_split_file
 
 #: grey values strictly between these are "neither black nor white" in a JPEG mask
 AMBIGUOUS_LOW, AMBIGUOUS_HIGH = 32, 224
@@ -124,6 +126,10 @@ def _check_folder_dataset(dataset_cls: type, report: DataCheckReport, params: di
         settings = ", ".join(f"{k} {v}" for k, v in plan.details.items())
         report.details["split"] = f"{plan.method}" + (f" ({settings})" if settings else "")
         report.details["split sha256"] = plan.sha256
+        # data check is one of the explicit steps that keep a split (building one writes nothing)
+        split_file = write_split_file(plan.record(report.dataset, str(getattr(dataset_cls, "version", "1"))))
+        if split_file is not None:
+            report.details["split file"] = str(split_file)
         report.counts["train"] = len(plan.ids("train"))
         report.counts["test"] = len(plan.ids("test"))
     report.counts["all"] = len(items)

@@ -51,6 +51,15 @@ class Dataset(abc.ABC):
         """Stack the images of ``indices`` into one uint8 array (B, H, W, 3)."""
         return np.stack([self[int(i)]["image"] for i in indices])
 
+    def split_record(self) -> Mapping[str, Any] | None:
+        """The train/test split this dataset was built with, as a JSON-able record, or None.
+
+        Building a dataset writes nothing; the harness keeps this record as a split file
+        (``delbench.results.write_split_file``: keys ``dataset`` and ``sha256`` name the file).
+        None for datasets whose splits are fixed by their parameters (the synthetic ones).
+        """
+        return None
+
 
 @dataclass
 class Selection:

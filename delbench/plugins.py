@@ -29,18 +29,19 @@ BLOCK_ENV = "DELBENCH_BLOCK_PLUGINS"
 KINDS = ("dataset", "selector", "backbone", "task")
 
 BUILTIN_PLUGINS = (
-    "delbench_plugins.synthetic",
-    "delbench_plugins.timm_mae",
-    "delbench_plugins.segmentation",
-    "delbench_plugins.baselines",
-    "delbench_plugins.semdedup",
-    "delbench_plugins.coreset",
-    "delbench_plugins.difficulty",
-    "delbench_plugins.image_filters",
-    "delbench_plugins.endoscopy_datasets",
-    "delbench_plugins.pools",
-    "delbench_plugins.image_folder",
-    "delbench_plugins.classification",
+    "delbench_plugins.datasets.synthetic",
+    "delbench_plugins.backbones.timm_mae",
+    "delbench_plugins.tasks.segmentation",
+    "delbench_plugins.selectors.baselines",
+    "delbench_plugins.selectors.meddel",
+    "delbench_plugins.selectors.semdedup",
+    "delbench_plugins.selectors.coreset",
+    "delbench_plugins.selectors.difficulty",
+    "delbench_plugins.selectors.image_filters",
+    "delbench_plugins.datasets.endoscopy_segmentation",
+    "delbench_plugins.datasets.endoscopy_pools",
+    "delbench_plugins.datasets.image_folder",
+    "delbench_plugins.tasks.classification",
 )
 
 

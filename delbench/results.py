@@ -17,6 +17,7 @@ new row and readers keep the last row per ``key``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import tempfile
@@ -27,9 +28,13 @@ import numpy as np
 
 from delbench.errors import DelbenchError
 
+logger = logging.getLogger(__name__)
+
 SCHEMA_VERSION = "1.0"
 HEADER_FILE, ROWS_FILE, SUBSETS_FILE = "run.json", "results.jsonl", "subsets.json"
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "scores.png"
+#: split files go to $DELBENCH_CACHE_DIR/splits (default ~/.cache/delbench/splits)
+CACHE_ENV = "DELBENCH_CACHE_DIR"
 
 
 def _json_default(value: Any) -> Any:
@@ -80,6 +85,38 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, value: Any) -> None:
     atomic_write_text(path, dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def split_files_dir() -> Path:
+    """Where split files go: ``$DELBENCH_CACHE_DIR/splits``, else ``~/.cache/delbench/splits``."""
+    base = os.environ.get(CACHE_ENV)
+    return (Path(base).expanduser() if base else Path("~/.cache/delbench").expanduser()) / "splits"
+
+
+def write_split_file(record: Any, directory: str | Path | None = None) -> Path | None:
+    """Keep a dataset's train/test split (``Dataset.split_record()``) as a JSON split file.
+
+    The explicit step that records a split: ``delbench run`` calls it for every dataset it
+    opens and ``delbench data check`` for the dataset it checks; building a dataset writes
+    nothing. The file is ``<dataset>-<sha256[:16]>.json`` in ``directory`` (default
+    :func:`split_files_dir`), written atomically and readable (0644) like every result file; a
+    file of that name already holds the same split and is kept. ``record`` None (a dataset
+    without a train/test split) writes nothing. A split file that cannot be written does not
+    stop a run (the split itself is determined by the ids): it is logged and None returned.
+    """
+    if record is None:
+        return None
+    directory = split_files_dir() if directory is None else Path(directory)
+    path = directory / f"{record['dataset']}-{record['sha256'][:16]}.json"
+    if path.is_file():
+        return path
+    try:
+        atomic_write_json(path, record)
+    except OSError as exc:
+        logger.warning("%s: cannot write split file to %s (%s); set %s to a writable folder",
+                       record["dataset"], directory, exc, CACHE_ENV)
+        return None
+    return path
 
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:

@@ -36,7 +36,7 @@ from delbench.errors import ConfigError, DelbenchError
 from delbench.metrics import normdel
 from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, append_row,
                               atomic_save_npy, atomic_write_json, atomic_write_text, read_header,
-                              read_rows, repair_rows_file)
+                              read_rows, repair_rows_file, write_split_file)
 from delbench.subset import Subset, as_subset, check_embeddings, subset_sha256
 
 logger = logging.getLogger(__name__)
@@ -128,11 +128,13 @@ class RunContext:
 
 
 def open_dataset(ctx: RunContext, spec: PluginSpec, split: str) -> Any:
-    """A dataset split, opened once per run (folder datasets list files and write split files
-    when opened; tasks only read them)."""
+    """A dataset split, opened once per run; its train/test split, if it has one, is kept as a
+    split file now (building a dataset writes nothing)."""
     key = _hash([spec, split])
     if key not in ctx.datasets:
-        ctx.datasets[key] = build("dataset", spec, split=split, **_image_size(ctx.protocol, spec))
+        dataset = build("dataset", spec, split=split, **_image_size(ctx.protocol, spec))
+        write_split_file(dataset.split_record())
+        ctx.datasets[key] = dataset
     return ctx.datasets[key]
 
 

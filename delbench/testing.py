@@ -150,7 +150,7 @@ def clustered_embeddings(scene: np.ndarray, invalid: np.ndarray, *, dim: int = 1
 @functools.lru_cache(maxsize=4)
 def make_contract_pool(num_frames: int = 120, image_size: int = 16, seed: int = 0) -> tuple[InMemoryPool, np.ndarray]:
     """The default pool and embeddings of the checks (cached; treat them as read-only)."""
-    from delbench_plugins.synthetic import SyntheticEndoscopy  # the built-in generator
+    from delbench_plugins.datasets.synthetic import SyntheticEndoscopy  # the built-in generator
 
     source = SyntheticEndoscopy(num_frames=num_frames, image_size=image_size, frames_per_sequence=30,
                                 scene_length=6, invalid_fraction=0.3, seed=seed)

@@ -1,5 +1,8 @@
 """delbench's built-in plugins: every concrete dataset, selector, backbone and task.
 
-Each module is a plain pluggy plugin (``@delbench.hookimpl`` functions returning classes);
-importing one runs nothing and imports no torch.
+One sub-package per plugin kind (``datasets``, ``selectors``, ``backbones``, ``tasks``), one
+module per method family; each module is a plain pluggy plugin (``@delbench.hookimpl``
+functions returning classes) and importing one runs nothing and imports no torch. ``lib``
+holds the plain library modules the plugins share (k-means, folder discovery, pairing,
+splits, masks); it registers nothing.
 """

@@ -9,8 +9,8 @@ from PIL import Image
 
 import delbench
 from delbench.errors import ConfigError, DelbenchError
-from delbench_plugins.classification import Classification, macro_f1, stratified_subsample
-from delbench_plugins.image_folder import ImageFolder
+from delbench_plugins.tasks.classification import Classification, macro_f1, stratified_subsample
+from delbench_plugins.datasets.image_folder import ImageFolder
 
 torch = pytest.importorskip("torch")
 

@@ -183,7 +183,7 @@ def test_help_and_import_do_not_import_torch():
 
 def test_cross_dataset_matrix_and_reference_rows(tmp_path, register_plugin):
     from delbench import get_backbone
-    from delbench_plugins.synthetic import SyntheticPolypSegmentation
+    from delbench_plugins.datasets.synthetic import SyntheticPolypSegmentation
 
     class OtherCentre(SyntheticPolypSegmentation):
         name = "synthetic_polyp_seg_other"

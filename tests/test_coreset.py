@@ -12,7 +12,7 @@ import delbench
 from delbench.errors import SelectionError
 from delbench.testing import InMemoryPool
 from delbench.subset import finish_selection, largest_remainder
-from delbench_plugins.coreset import (
+from delbench_plugins.selectors.coreset import (
     farthest_first_order,
     knn_graph,
     lazy_greedy_facility_location,

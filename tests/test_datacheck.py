@@ -11,7 +11,7 @@ import delbench
 from delbench.datacheck import DataCheckReport, check_dataset, mask_value_problem
 from delbench.errors import DatasetError
 from delbench.interfaces import Dataset
-from delbench_plugins.endoscopy_datasets import CVC300, KvasirInstrument, KvasirSEG
+from delbench_plugins.datasets.endoscopy_segmentation import CVC300, KvasirInstrument, KvasirSEG
 
 
 @pytest.fixture(autouse=True)
@@ -162,7 +162,7 @@ def test_generic_problems_carry_item_ids():
 
 
 def test_split_that_cannot_be_made_is_a_problem_not_a_crash(tmp_path):
-    from delbench_plugins.pools import KvasirCapsule
+    from delbench_plugins.datasets.endoscopy_pools import KvasirCapsule
 
     for frame in range(3):
         write_image(tmp_path / "labelled_images" / "Erosion" / f"0123456789abcdef_{frame}.jpg", size=(8, 8))

@@ -9,7 +9,7 @@ import pytest
 import delbench
 from delbench.errors import SelectionError
 from delbench.testing import InMemoryPool
-from delbench_plugins.difficulty import stratified_allocation
+from delbench_plugins.selectors.difficulty import stratified_allocation
 
 
 def _pool(n, images=None):

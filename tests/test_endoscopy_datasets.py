@@ -10,7 +10,8 @@ import pytest
 
 import delbench
 from delbench.errors import ConfigError, DatasetError
-from delbench_plugins.endoscopy_datasets import (
+from delbench.results import write_split_file
+from delbench_plugins.datasets.endoscopy_segmentation import (
     CVC300,
     CVCClinicDB,
     CVCColonDB,
@@ -20,7 +21,8 @@ from delbench_plugins.endoscopy_datasets import (
     KvasirSessile,
     PolypGen2021,
 )
-from delbench_plugins.folder_datasets import root_env_var, seeded_test_ids, split_digest
+from delbench_plugins.lib.discovery import root_env_var
+from delbench_plugins.lib.splits import seeded_test_ids, split_digest
 from fixtures_layouts import STEMS, make_pairs, make_polypgen, write_image, write_mask
 
 
@@ -81,11 +83,23 @@ def test_seeded_split_is_deterministic_documented_and_recorded(tmp_path):
     train_ids = sorted(ranked[2:])
     payload = json.dumps({"train": train_ids, "test": sorted(ranked[:2])}, separators=(",", ":"))
     assert a.split_sha256 == hashlib.sha256(payload.encode()).hexdigest()
-    record = json.loads(a.split_file.read_text())
-    assert a.split_file.parent == tmp_path / "cache" / "splits"
+    split_file = write_split_file(a.split_record())
+    record = json.loads(split_file.read_text())
+    assert split_file.parent == tmp_path / "cache" / "splits"
+    assert split_file.stat().st_mode & 0o777 == 0o644  # like every result file
     assert record["dataset"] == "kvasir_seg" and record["seed"] == 3 and record["fraction"] == 0.2
     assert record["train"] == train_ids and record["test"] == sorted(ranked[:2])
     assert record["sha256"] == a.split_sha256 and record["method"] == "seeded"
+
+
+def test_building_a_dataset_writes_nothing(tmp_path):
+    root = make_pairs(tmp_path / "data", "images", "masks", STEMS)
+    before = sorted(p for p in tmp_path.rglob("*"))
+    train = KvasirSEG(root=root, split="train")
+    KvasirSEG(root=root, split="test")
+    assert sorted(p for p in tmp_path.rglob("*")) == before  # no split file, no cache folder
+    assert train.split_record()["sha256"] == train.split_sha256
+    assert KvasirSEG(root=root, split="all").split_record() is None
 
 
 def test_split_does_not_depend_on_file_creation_order(tmp_path):
@@ -102,7 +116,7 @@ def test_kvasir_instrument_honours_published_split_files(tmp_path):
     assert [test.item_id(i) for i in range(len(test))] == [f"images/{s}.jpg" for s in STEMS[:3]]
     train = KvasirInstrument(root=root, split="train")
     assert len(train) == 7 and train.plan.method == "published"
-    assert json.loads(train.split_file.read_text())["method"] == "published"
+    assert json.loads(write_split_file(train.split_record()).read_text())["method"] == "published"
     assert train.split_sha256 == split_digest([f"images/{s}.jpg" for s in STEMS[3:]],
                                               [f"images/{s}.jpg" for s in STEMS[:3]])
 

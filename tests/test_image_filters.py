@@ -7,7 +7,7 @@ import pytest
 import delbench
 from delbench.errors import SelectionError
 from delbench.testing import InMemoryPool
-from delbench_plugins.image_filters import (
+from delbench_plugins.selectors.image_filters import (
     area_resize_matrix,
     badly_exposed_share,
     candidate_pairs,
@@ -19,7 +19,7 @@ from delbench_plugins.image_filters import (
     laplacian_variance,
     perceptual_hashes,
 )
-from delbench_plugins.synthetic import SyntheticEndoscopy
+from delbench_plugins.datasets.synthetic import SyntheticEndoscopy
 
 
 def _pool(images):

@@ -9,9 +9,9 @@ from PIL import Image
 
 import delbench
 from delbench.errors import ConfigError, DatasetError
-from delbench_plugins.folder_datasets import root_env_var
-from delbench_plugins.image_folder import ImageFolder
-from delbench_plugins.pools import DataDEL, GastroVision, HyperKvasir, KvasirCapsule
+from delbench_plugins.lib.discovery import root_env_var
+from delbench_plugins.datasets.image_folder import ImageFolder
+from delbench_plugins.datasets.endoscopy_pools import DataDEL, GastroVision, HyperKvasir, KvasirCapsule
 from fixtures_layouts import VIDEOS, make_capsule, make_gastrovision, make_hyperkvasir, write_image
 
 

@@ -77,7 +77,7 @@ def test_duplicate_across_plugins_fails_loudly(register_plugin):
         def delbench_register_selectors(self):
             return [Clash]
 
-    with pytest.raises(RegistryError, match="'random' from plugin 'clash'.*delbench_plugins.baselines"):
+    with pytest.raises(RegistryError, match="'random' from plugin 'clash'.*delbench_plugins.selectors.baselines"):
         register_plugin(ClashPlugin(), "clash")
 
 
@@ -100,7 +100,7 @@ def test_autoload_can_be_disabled(monkeypatch):
 
 
 def test_block_list_skips_builtins(monkeypatch):
-    monkeypatch.setenv(plugins.BLOCK_ENV, "delbench_plugins.synthetic")
+    monkeypatch.setenv(plugins.BLOCK_ENV, "delbench_plugins.datasets.synthetic")
     manager, _ = plugins.create_plugin_manager(autoload=False)
-    assert not manager.has_plugin("delbench_plugins.synthetic")
+    assert not manager.has_plugin("delbench_plugins.datasets.synthetic")
     assert "synthetic_endoscopy" not in plugins.build_registries(manager)["dataset"]

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import delbench
-from delbench_plugins.segmentation import Segmentation
+from delbench_plugins.tasks.segmentation import Segmentation
 
 torch = pytest.importorskip("torch")
 

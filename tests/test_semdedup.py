@@ -10,8 +10,8 @@ import pytest
 import delbench
 from delbench.errors import SelectionError
 from delbench.testing import InMemoryPool
-from delbench_plugins.clustering import cluster_members, kmeans, normalized_rows, pool_mean
-from delbench_plugins.semdedup import max_similarity_to_priors
+from delbench_plugins.lib.clustering import cluster_members, kmeans, normalized_rows, pool_mean
+from delbench_plugins.lib.cluster_duplicates import max_similarity_to_priors
 
 BACKENDS = ["sklearn"] + (["faiss"] if importlib.util.find_spec("faiss") else [])
 

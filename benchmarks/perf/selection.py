@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from delbench_plugins.semdedup import MEDDEL_EPS
+from delbench_plugins.selectors.meddel import MEDDEL_EPS
 
 #: selectors with a plain-numpy reference, and the outlier threshold that reference applies
 REFERENCE_OUTLIER_EPS = {"meddel": MEDDEL_EPS, "semdedup": math.inf}
@@ -45,7 +45,7 @@ INVALID_NOISE = 0.9    # invalid frames scatter widely around their type's direc
 
 # --- data ---------------------------------------------------------------------------------
 def _pool(n: int, image_size: int):
-    from delbench_plugins.synthetic import SyntheticEndoscopy
+    from delbench_plugins.datasets.synthetic import SyntheticEndoscopy
 
     return SyntheticEndoscopy(num_frames=n, image_size=image_size, invalid_fraction=0.3, seed=0)
 
@@ -54,7 +54,7 @@ def write_embeddings(path: Path, n: int, dim: int, image_size: int, seed: int = 
     """Clustered float16 embeddings following the synthetic pool's layout, streamed to disk."""
     if path.exists():
         return path
-    from delbench_plugins.synthetic import INVALID_TYPES
+    from delbench_plugins.datasets.synthetic import INVALID_TYPES
 
     metadata = _pool(n, image_size).metadata()
     scene = np.asarray(metadata["scene_id"], np.int64)
@@ -140,7 +140,7 @@ def reference_scores(unit: np.ndarray, labels: np.ndarray, n_clusters: int, prio
 
 def run_reference(name: str, embeddings_path: str, ratio: float, seed: int, image_size: int) -> dict[str, Any]:
     from delbench.subset import subset_sha256, subset_size
-    from delbench_plugins.clustering import default_n_clusters, kmeans
+    from delbench_plugins.lib.clustering import default_n_clusters, kmeans
     started = time.perf_counter()
     raw = np.load(embeddings_path).astype(np.float32)  # the whole pool in memory
     n = raw.shape[0]

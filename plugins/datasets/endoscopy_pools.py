@@ -19,18 +19,10 @@ from typing import Any, ClassVar, Mapping, Sequence
 from delbench.errors import ConfigError, DatasetError
 from delbench.hookspecs import hookimpl
 
-from delbench_plugins.folder_datasets import (
-    Discovery,
-    FileItem,
-    FolderDataset,
-    SplitPlan,
-    class_folder_items,
-    labelled_items,
-    list_images,
-    plan_from_lists,
-    relative_id,
-    resolve_root,
-)
+from delbench_plugins.lib.discovery import (Discovery, FileItem, class_folder_items, labelled_items, list_images,
+                                            relative_id, resolve_root)
+from delbench_plugins.lib.folder_dataset import FolderDataset
+from delbench_plugins.lib.splits import SplitPlan, plan_from_lists
 
 
 def _read_split_csv(path: Path, *, delimiter: str, name_column: str, fold_column: str | None = None

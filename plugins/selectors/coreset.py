@@ -5,7 +5,7 @@ all pairwise similarities), which is out of reach at a million images on a small
 They share one documented approximation:
 
 * **Partitions.** The pool is split by the shared spherical k-means
-  (:mod:`delbench_plugins.clustering`) into about ``n / partition_size`` groups; a group
+  (:mod:`delbench_plugins.lib.clustering`) into about ``n / partition_size`` groups; a group
   that comes out larger than twice ``partition_size`` is split again by k-means on its own
   rows (and, only if k-means cannot split it because its rows are identical, into
   consecutive chunks). Distances and similarities are then only taken *inside* a partition,
@@ -34,7 +34,7 @@ from delbench.errors import SelectionError
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Dataset, Selection, Selector
 from delbench.subset import check_positive_int, finish_selection, largest_remainder, selection_target
-from delbench_plugins.clustering import (DEFAULT_CHUNK, DEFAULT_ITERATIONS, cluster_members, faiss_available, kmeans,
+from delbench_plugins.lib.clustering import (DEFAULT_CHUNK, DEFAULT_ITERATIONS, cluster_members, faiss_available, kmeans,
                                          normalized_rows, single_threaded_blas)
 
 #: partitions are split again when k-means leaves one bigger than this many times the target

@@ -3,7 +3,7 @@
 Binary (background / lesion-or-instrument) segmentation sets used downstream by the MedDEL
 benchmark (Yang et al., ACM MM 2024, arXiv 2401.17542). Each class reads one published
 layout; the shared machinery (root resolution, pairing by stem, mask binarisation, seeded
-and published splits, problem reporting) is in :mod:`delbench_plugins.folder_datasets`.
+and published splits, problem reporting) is in :mod:`delbench_plugins.lib`.
 
 Not included, because their published layout could not be confirmed from public sources:
 ``imageclefmed_polyp``, ``edd2020`` (sources disagree on the mask naming:
@@ -18,15 +18,10 @@ from typing import Any, ClassVar, Sequence
 from delbench.errors import ConfigError, DatasetError
 from delbench.hookspecs import hookimpl
 
-from delbench_plugins.folder_datasets import (
-    Discovery,
-    FileItem,
-    PairedFolderDataset,
-    PairedLayout,
-    SplitPlan,
-    pair_folders,
-    paired_layout_help,
-)
+from delbench_plugins.lib.discovery import Discovery, FileItem
+from delbench_plugins.lib.folder_dataset import PairedFolderDataset
+from delbench_plugins.lib.pairing import PairedLayout, pair_folders, paired_layout_help
+from delbench_plugins.lib.splits import SplitPlan
 
 _IMAGES_MASKS = PairedLayout("images", "masks")
 

@@ -20,17 +20,9 @@ from typing import Any, ClassVar
 from delbench.errors import ConfigError, DatasetError
 from delbench.hookspecs import hookimpl
 
-from delbench_plugins.folder_datasets import (
-    Discovery,
-    FileItem,
-    FolderDataset,
-    PairedLayout,
-    class_folder_items,
-    labelled_items,
-    list_images,
-    pair_folders,
-    relative_id,
-)
+from delbench_plugins.lib.discovery import Discovery, FileItem, class_folder_items, labelled_items, list_images, relative_id
+from delbench_plugins.lib.folder_dataset import FolderDataset
+from delbench_plugins.lib.pairing import PairedLayout, pair_folders
 
 
 class ImageFolder(FolderDataset):

@@ -10,7 +10,7 @@ from delbench.errors import SelectionError
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Dataset, Selection, Selector
 from delbench.subset import check_positive_int, finish_selection, lowest_first, selection_target, subset_size
-from delbench_plugins.clustering import (DEFAULT_ITERATIONS, KEEP_CHOICES, check_choice, kmeans,
+from delbench_plugins.lib.clustering import (DEFAULT_ITERATIONS, KEEP_CHOICES, check_choice, kmeans,
                                          kmeans_diagnostics, resolve_n_clusters)
 
 # --- coverage-centric coreset selection -----------------------------------------------------
