@@ -265,6 +265,32 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
         generalization=generalization, references=tuple(references))
 
 
+def check_plugins(protocol: Protocol) -> None:
+    """Fail before any work on unknown plugin names (with suggestions), ratios a selector
+    cannot run at, a task given a dataset without its role or split, and missing
+    checkpoint files."""
+    from delbench import plugins
+
+    pool = plugins.get("dataset", protocol.pool.name)
+    if "pool" not in pool.roles:
+        raise ConfigError(f"pool: dataset '{protocol.pool.name}' has roles {list(pool.roles)}, not 'pool'")
+    plugins.get("backbone", protocol.backbone.name)
+    for selector in protocol.selectors:
+        fixed = getattr(plugins.get("selector", selector.name), "fixed_ratio", None)
+        if fixed is not None and any(abs(fixed - r) > 1e-12 for r in protocol.selector_ratios(selector)):
+            raise ConfigError(f"selector '{selector.name}' only runs at ratio {fixed}; give it "
+                              f"ratios=[{fixed}] in the protocol")
+    for checkpoint in [protocol.embedding.checkpoint] + [r.checkpoint for r in protocol.references]:
+        if checkpoint and not Path(checkpoint).is_file():
+            raise ConfigError(f"checkpoint file not found: {checkpoint}")
+    for i, task in enumerate(protocol.tasks):
+        task_cls = plugins.get("task", task.name)
+        dataset = plugins.get("dataset", task.dataset.name)
+        if task_cls.dataset_role not in dataset.roles:
+            raise ConfigError(f"tasks[{i}] ({task.name}): dataset '{task.dataset.name}' has roles "
+                              f"{list(dataset.roles)}, but the task needs '{task_cls.dataset_role}'")
+
+
 def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None):
     """Read a protocol file with mmengine (``_base_`` inheritance) and apply overrides."""
     from mmengine.config import Config
@@ -283,4 +309,6 @@ def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None):
 
 def load_protocol(path: str | Path, cfg_options: Mapping[str, Any] | None = None) -> tuple[Protocol, Any]:
     cfg = load_config(path, cfg_options)
-    return protocol_from_dict(cfg.to_dict()), cfg
+    protocol = protocol_from_dict(cfg.to_dict())
+    check_plugins(protocol)
+    return protocol, cfg

@@ -1,8 +1,16 @@
 """The four plugin contracts: Dataset, Selector, Backbone, Task (plus ``Selection``).
 
-These classes hold no logic beyond trivial defaults. A third-party plugin may subclass them
-or just provide the same attributes and methods (the registries check ``name``; the contract
-checker in :mod:`delbench.testing` checks behaviour).
+Each contract declares every attribute and method that the runner, the command line or a
+built-in plugin uses, and what it must return; nothing else is relied on. A third-party
+plugin subclasses one of them (``delbench.testing`` checks the behaviour: ``check_dataset``,
+``check_selector``, ``check_backbone``, ``check_task``) or provides the same attributes
+without subclassing.
+
+Parameters. A plugin's parameters are the keyword parameters of its constructor (a
+selector's: of ``choose``, or of ``select`` when it implements ``select`` itself). The harness
+binds a protocol's parameters against that signature and calls the plugin's classmethod
+``check_params(params)`` when the protocol loads, before any work (:mod:`delbench.params`);
+constructors call the same ``check_params``, so each rule is written once.
 """
 from __future__ import annotations
 
@@ -16,35 +24,81 @@ if TYPE_CHECKING:  # torch is never imported at module level
     import torch
 
 
-class Dataset(abc.ABC):
+class Plugin:
+    """What every plugin kind has: a registry key written once, a version and a description."""
+
+    #: the registry key (``delbench list`` shows it; protocols name the plugin by it)
+    name: ClassVar[str]
+    #: bumped whenever the plugin's results may change; recorded in every result row
+    version: ClassVar[str] = "1"
+    #: one line for ``delbench list``
+    description: ClassVar[str] = ""
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        """Raise :class:`delbench.errors.ConfigError` naming the key for an unusable value.
+
+        ``params`` holds the parameters given (defaults are not filled in). Called when a
+        protocol loads and by ``delbench select``, after the keys were checked against the
+        signature, so a bad value fails before any work; constructors call it too.
+        """
+
+
+class Dataset(Plugin, abc.ABC):
     """A pool or downstream dataset that loads items lazily, one index at a time.
 
-    Constructed by the harness as ``cls(split=..., image_size=..., **params)`` (real datasets
-    also take ``root``). ``__getitem__`` returns a dict with ``image`` (uint8, H×W×3, resized
-    to ``image_size`` when that is set), ``id`` (a stable string such as the relative file
-    path), and ``mask`` (uint8 H×W, values {0, 1}) and/or ``label`` (int) where the dataset
-    has them. ``metadata()`` returns per-item columns (e.g. ``sequence_id``, ``source``,
-    and on the synthetic pool the planted ``kind``).
+    Constructed by the harness as ``cls(split=..., **params)``, plus ``image_size=`` (the
+    backbone's) when the protocol's backbone sets ``image_size`` and the dataset's params do
+    not. Constructing one has no side effects (no file is written; see :meth:`split_record`)
+    and never loads every item into memory.
+
+    ``__getitem__(i)`` returns a dict with ``image`` (uint8, H×W×3, resized to
+    ``image_size`` when that is set), ``id`` (the stable string :meth:`item_id` returns),
+    ``mask`` (uint8 H×W, values {0, 1}) on ``segmentation`` datasets and ``label`` (int) on
+    ``classification`` ones.
     """
 
-    name: ClassVar[str]
-    version: ClassVar[str] = "1"
-    description: ClassVar[str] = ""
-    #: what the dataset can feed: "pool" (pre-training), "segmentation", "classification"
+    #: what the dataset can feed: "pool" (pre-training, selectors) and/or the ``dataset_role``
+    #: of a task ("segmentation", "classification"); a protocol pairing a task with a dataset
+    #: without its role is refused when it loads
     roles: ClassVar[tuple[str, ...]] = ("pool",)
+    #: the splits it can be built with ("all" for a pool; tasks use their train/test splits)
     splits: ClassVar[tuple[str, ...]] = ("all",)
+    #: class names of a segmentation or classification dataset: label (or mask value) i is
+    #: ``class_names[i]``; empty when unknown
+    class_names: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def __len__(self) -> int: ...
 
     @abc.abstractmethod
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Item ``index`` (0 ≤ index < len); ``IndexError`` outside that range."""
 
     def item_id(self, index: int) -> str:
+        """The stable id of item ``index`` (e.g. its path relative to the root): the same
+        images have the same ids on every machine, so a subset means the same images
+        everywhere. Ids are unique within a dataset and hold no newline."""
         return str(self[index]["id"])
 
+    def item_ids(self) -> list[str]:
+        """Every item's id in index order (what subset ids are computed from); override it
+        when ids are known without reading items."""
+        return [self.item_id(index) for index in range(len(self))]
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the labels or masks use (``len(class_names)``)."""
+        return len(self.class_names)
+
+    def labels(self) -> np.ndarray:
+        """Class index per item (int64), −1 where an item has no ``label``; override it when
+        labels are known without reading the images."""
+        return np.asarray([int(self[index].get("label", -1)) for index in range(len(self))], dtype=np.int64)
+
     def metadata(self) -> Mapping[str, np.ndarray]:
-        """Per-item columns, each an array of length ``len(self)``; empty when unknown."""
+        """Per-item columns, each an array of length ``len(self)`` (e.g. ``sequence_id``,
+        ``source``; on the synthetic pool the planted ``kind``); empty when unknown."""
         return {}
 
     def load_images(self, indices: np.ndarray) -> np.ndarray:
@@ -69,21 +123,21 @@ class Selection:
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
-class Selector(abc.ABC):
+class Selector(Plugin, abc.ABC):
     """Chooses which items of a pool to pre-train on.
 
     ``select`` returns sorted, unique, in-range int64 indices, exactly
     ``delbench.subset.subset_size(len(pool), ratio)`` of them, deterministic for a given
     seed, as a bare array or a :class:`Selection` with diagnostics (e.g. the threshold used).
-    It must not train anything. ``embeddings`` (n × d float, row i for pool item i) are
-    passed when ``requires_embeddings`` is true; a ``backbone`` keyword when
+    It must not train anything. Constructed with no arguments. ``embeddings`` (n × d float,
+    row i for pool item i, possibly a read-only float16 memory map) are passed when
+    ``requires_embeddings`` is true; a ``backbone`` keyword (a :class:`Backbone`) when
     ``requires_backbone`` is true.
     """
 
-    name: ClassVar[str]
-    version: ClassVar[str] = "1"
-    description: ClassVar[str] = ""
+    #: the selector reads pool embeddings (``embeddings=``)
     requires_embeddings: ClassVar[bool] = False
+    #: the selector reads the current encoder (``backbone=``; e.g. its reconstruction loss)
     requires_backbone: ClassVar[bool] = False
     #: set when the method only makes sense at one ratio (``full`` → 1.0)
     fixed_ratio: ClassVar[float | None] = None
@@ -96,66 +150,95 @@ class Selector(abc.ABC):
                embeddings: np.ndarray | None = None, **params: Any) -> np.ndarray | Selection: ...
 
 
-class Backbone(abc.ABC):
-    """A timm encoder with a self-supervised pre-training objective.
+class Backbone(Plugin, abc.ABC):
+    """An image encoder with a self-supervised pre-training objective.
 
-    Constructed as ``cls(model=..., image_size=..., checkpoint=None, **params)``.
-    Images cross this interface as uint8 arrays (B, H, W, 3); the backbone normalises them.
+    Constructed as ``cls(**params)``; when ``params`` include ``image_size``, the harness
+    loads every dataset at that size (square). Images cross this interface as uint8 arrays
+    (B, H, W, 3); the backbone normalises them (:meth:`preprocess`). The tasks' heads read
+    :meth:`patch_tokens` on a ``grid_size`` grid of ``embed_dim`` wide tokens and train or
+    freeze :attr:`encoder`.
     """
 
-    name: ClassVar[str]
-    version: ClassVar[str] = "1"
-    description: ClassVar[str] = ""
+    @property
+    @abc.abstractmethod
+    def embed_dim(self) -> int:
+        """Width D of the patch tokens (heads are built with this input size)."""
+
+    @property
+    @abc.abstractmethod
+    def grid_size(self) -> tuple[int, int]:
+        """Patch grid (rows, columns) of :meth:`patch_tokens`: N = rows × columns tokens."""
+
+    @property
+    @abc.abstractmethod
+    def encoder(self) -> "torch.nn.Module":
+        """The torch module whose parameters produce the patch tokens: tasks freeze or
+        fine-tune it, switch it between train and eval mode, and put their heads on the
+        device of its parameters."""
+
+    @abc.abstractmethod
+    def preprocess(self, images: np.ndarray) -> "torch.Tensor":
+        """uint8 (B, H, W, 3) → normalised float tensor (B, 3, H, W) on the encoder's device."""
+
+    @abc.abstractmethod
+    def patch_tokens(self, images: "torch.Tensor") -> "torch.Tensor":
+        """Encoder patch tokens (B, N, D) of preprocessed images (no class or register
+        tokens), differentiable."""
+
+    @abc.abstractmethod
+    def embed(self, images: np.ndarray) -> np.ndarray:
+        """One float32 feature vector per uint8 image, shape (B, D'): what selectors see."""
+
+    @abc.abstractmethod
+    def reconstruction_loss(self, images: np.ndarray, *, seed: int) -> np.ndarray:
+        """Per-image self-supervised loss, float32 (B,), finite; deterministic for a seed
+        (it fixes the random masks). A difficulty score for ``mae_loss``."""
 
     @abc.abstractmethod
     def pretrain(self, pool: Dataset, indices: np.ndarray, *, steps: int, batch_size: int,
                  seed: int, optimizer: Mapping[str, Any], progress: bool = False,
                  on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
-        """Run ``steps`` optimizer steps on ``pool[indices]``; return stats (loss history).
+        """Run ``steps`` optimizer steps on ``pool[indices]``; return JSON-able stats with
+        ``loss`` (the per-step losses).
 
-        ``on_step(step, loss)`` is called after every optimizer step (1-based); the runner
-        saves intermediate checkpoints from it.
+        ``optimizer`` is the protocol's ``pretrain.optimizer`` dict (``lr``, ``weight_decay``,
+        ``warmup_steps``, …). ``on_step(step, loss)`` is called after every optimizer step
+        (1-based); the runner saves intermediate checkpoints from it.
         """
 
     @abc.abstractmethod
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        """Return one float32 feature vector per image, shape (B, D)."""
+    def save(self, path: str) -> None:
+        """Write the weights to ``path`` (safetensors), atomically."""
 
     @abc.abstractmethod
-    def reconstruction_loss(self, images: np.ndarray, *, seed: int) -> np.ndarray:
-        """Per-image self-supervised loss (B,), used as a difficulty score."""
-
-    @abc.abstractmethod
-    def patch_tokens(self, images: "torch.Tensor") -> "torch.Tensor":
-        """Encoder patch tokens (B, N, D) of preprocessed images; differentiable."""
-
-    @abc.abstractmethod
-    def preprocess(self, images: np.ndarray) -> "torch.Tensor":
-        """uint8 (B, H, W, 3) → normalised float tensor (B, 3, H, W)."""
-
-    @abc.abstractmethod
-    def save(self, path: str) -> None: ...
-
-    @abc.abstractmethod
-    def load(self, path: str) -> None: ...
+    def load(self, path: str) -> None:
+        """Load weights written by :meth:`save` (a resumed run, an embedding checkpoint, a
+        reference encoder); torch files only with ``weights_only=True``."""
 
 
-class Task(abc.ABC):
+class Task(Plugin, abc.ABC):
     """A downstream task: fits a head (and optionally the encoder), then evaluates.
 
-    Metrics are fractions in [0, 1]; ``metric`` names the one NormDEL is computed from.
+    Constructed as ``cls(**params)``. Metrics are fractions in [0, 1]; ``metric`` names the
+    one NormDEL and the report's ranking use. The head belongs to the task: :meth:`fit` must
+    not change the backbone the caller evaluates other tasks with, except through
+    ``backbone.encoder`` when the task fine-tunes it (the runner builds a fresh backbone per
+    task cell).
     """
 
-    name: ClassVar[str]
-    version: ClassVar[str] = "1"
-    description: ClassVar[str] = ""
+    #: the metric :meth:`evaluate` must report, used for NormDEL and the report's ranking
     metric: ClassVar[str]
+    #: whether a larger ``metric`` is better (the report orders selectors by it)
     higher_is_better: ClassVar[bool] = True
-    #: the dataset role this task consumes ("segmentation" or "classification")
+    #: the dataset role this task consumes ("segmentation", "classification"): a protocol
+    #: giving it a dataset without that role is refused when it loads
     dataset_role: ClassVar[str] = "segmentation"
 
     @abc.abstractmethod
-    def fit(self, backbone: Backbone, train: Dataset, *, seed: int) -> dict[str, Any]: ...
+    def fit(self, backbone: Backbone, train: Dataset, *, seed: int) -> dict[str, Any]:
+        """Train the head on ``train``; return JSON-able fit statistics (e.g. losses)."""
 
     @abc.abstractmethod
-    def evaluate(self, backbone: Backbone, test: Dataset) -> dict[str, float]: ...
+    def evaluate(self, backbone: Backbone, test: Dataset) -> dict[str, float]:
+        """Metrics of the fitted head on ``test``: name → fraction, ``metric`` included."""

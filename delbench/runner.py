@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 
 from delbench import __version__, plugins
-from delbench.config import EmbeddingSpec, PluginSpec, Protocol, SelectorSpec, TaskSpec
+from delbench.config import EmbeddingSpec, PluginSpec, Protocol, SelectorSpec, TaskSpec, check_plugins
 from delbench.errors import ConfigError, DelbenchError
 from delbench.metrics import normdel
 from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, append_row,
@@ -156,9 +156,11 @@ def embedding_backbone(ctx: RunContext):
         return ctx.embedding_backbone
     spec: EmbeddingSpec = ctx.protocol.embedding
     directory = ctx.cache_dir / "embeddings" / embedding_key(ctx.protocol)
-    backbone = build("backbone", ctx.protocol.backbone, checkpoint=spec.checkpoint)
+    backbone = build("backbone", ctx.protocol.backbone)
     warm = directory / "warmup.safetensors"
-    if spec.warmup_steps and not spec.checkpoint:
+    if spec.checkpoint:
+        backbone.load(spec.checkpoint)
+    elif spec.warmup_steps:
         if warm.is_file():
             backbone.load(warm)
         else:
@@ -414,7 +416,7 @@ def run_protocol(protocol: Protocol, work_dir: str | Path, *, resume: bool = Fal
     from tqdm.auto import tqdm
 
     work_dir = Path(work_dir)
-    _check_plugins(protocol)
+    check_plugins(protocol)  # load_protocol did too; a Protocol built in code is checked here
     cache_dir = Path(protocol.runtime.get("cache_dir") or work_dir / "cache")
     ctx = RunContext(protocol, work_dir, cache_dir, progress, observers=list(observers or []))
     # Every dataset is opened before anything is written or trained: a missing root or a
@@ -524,24 +526,6 @@ def run_references(ctx: RunContext, done: set[str]) -> list[dict[str, Any]]:
                     row = {**base, **_error_fields(exc), "finished_at": _now()}
                 written.append(_finish(ctx, row))
     return written
-
-
-def _check_plugins(protocol: Protocol) -> None:
-    """Fail before any work on unknown names (with suggestions), ratios a selector cannot run
-    at, and missing checkpoint files."""
-    plugins.get("dataset", protocol.pool.name)
-    plugins.get("backbone", protocol.backbone.name)
-    for selector in protocol.selectors:
-        fixed = getattr(plugins.get("selector", selector.name), "fixed_ratio", None)
-        if fixed is not None and any(abs(fixed - r) > 1e-12 for r in protocol.selector_ratios(selector)):
-            raise ConfigError(f"selector '{selector.name}' only runs at ratio {fixed}; give it "
-                              f"ratios=[{fixed}] in the protocol")
-    for checkpoint in [protocol.embedding.checkpoint] + [r.checkpoint for r in protocol.references]:
-        if checkpoint and not Path(checkpoint).is_file():
-            raise ConfigError(f"checkpoint file not found: {checkpoint}")
-    for task in protocol.tasks:
-        plugins.get("task", task.name)
-        plugins.get("dataset", task.dataset.name)
 
 
 def _seed_everything(seed: int) -> None:

@@ -66,6 +66,16 @@ def test_invalid_settings_fail_early(override, message):
         load_protocol(SMOKE, override)
 
 
+@pytest.mark.parametrize("override, message", [
+    ({"tasks": [{"name": "segmentation", "dataset": {"name": "hyperkvasir"}}]},
+     r"tasks\[0\] \(segmentation\): dataset 'hyperkvasir' has roles \['pool', 'classification'\], but the task needs 'segmentation'"),
+    ({"pool": {"name": "synthetic_polyp_seg"}}, "pool: dataset 'synthetic_polyp_seg' has roles \\['segmentation'\\], not 'pool'"),
+])
+def test_a_dataset_without_the_role_is_refused_when_the_protocol_loads(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_protocol(SMOKE, override)
+
+
 def test_checkpoint_epoch_steps_round_up_like_the_schedule():
     protocol, _ = load_protocol(SMOKE, {"pretrain.budget": "epoch_matched", "pretrain.reference_epochs": 1,
                                         "pretrain.batch_size": 4})

@@ -10,7 +10,7 @@ import pytest
 
 import delbench
 from delbench.errors import SelectionError
-from delbench.testing import InMemoryPool
+from delbench.testing import InMemoryDataset
 from delbench.subset import finish_selection, largest_remainder
 from delbench_plugins.selectors.coreset import (
     farthest_first_order,
@@ -23,7 +23,7 @@ KNN_BACKENDS = ["numpy"] + (["faiss"] if importlib.util.find_spec("faiss") else 
 
 
 def _pool(n):
-    return InMemoryPool(np.zeros((n, 2, 2, 3), np.uint8), {}, [str(i) for i in range(n)])
+    return InMemoryDataset(np.zeros((n, 2, 2, 3), np.uint8), [str(i) for i in range(n)])
 
 
 def _blobs(n_clusters, per_cluster, dim=32, spread=0.05, seed=0):

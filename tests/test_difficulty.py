@@ -8,13 +8,13 @@ import pytest
 
 import delbench
 from delbench.errors import SelectionError
-from delbench.testing import InMemoryPool
+from delbench.testing import InMemoryDataset
 from delbench_plugins.selectors.difficulty import stratified_allocation
 
 
 def _pool(n, images=None):
     images = np.zeros((n, 2, 2, 3), np.uint8) if images is None else images
-    return InMemoryPool(images, {}, [str(i) for i in range(n)])
+    return InMemoryDataset(images, [str(i) for i in range(n)])
 
 
 def _fan(angles_degrees):

@@ -6,7 +6,7 @@ import pytest
 
 import delbench
 from delbench.errors import SelectionError
-from delbench.testing import InMemoryPool
+from delbench.testing import InMemoryDataset
 from delbench_plugins.selectors.image_filters import (
     area_resize_matrix,
     badly_exposed_share,
@@ -23,7 +23,7 @@ from delbench_plugins.datasets.synthetic import SyntheticEndoscopy
 
 
 def _pool(images):
-    return InMemoryPool(np.ascontiguousarray(images), {}, [str(i) for i in range(len(images))])
+    return InMemoryDataset(np.ascontiguousarray(images), [str(i) for i in range(len(images))])
 
 
 def _textures(count, size=48, seed=0):

@@ -9,7 +9,7 @@ import pytest
 
 import delbench
 from delbench.errors import SelectionError
-from delbench.testing import InMemoryPool
+from delbench.testing import InMemoryDataset
 from delbench_plugins.lib.clustering import cluster_members, kmeans, normalized_rows, pool_mean
 from delbench_plugins.lib.cluster_duplicates import max_similarity_to_priors
 
@@ -17,7 +17,7 @@ BACKENDS = ["sklearn"] + (["faiss"] if importlib.util.find_spec("faiss") else []
 
 
 def _pool(n):
-    return InMemoryPool(np.zeros((n, 4, 4, 3), np.uint8), {}, [str(i) for i in range(n)])
+    return InMemoryDataset(np.zeros((n, 4, 4, 3), np.uint8), [str(i) for i in range(n)])
 
 
 def _at(degrees):

@@ -36,21 +36,6 @@ DEFAULT_LR = {"linear_probe": 1e-3, "fine_tune": 1e-4}
 DEFAULT_WEIGHT_DECAY = {"linear_probe": 0.0, "fine_tune": 0.05}
 
 
-def dataset_labels(dataset: Dataset) -> np.ndarray:
-    """Labels of every item (int64); uses ``dataset.labels()`` when present (no pixels read)."""
-    labels = getattr(dataset, "labels", None)
-    if callable(labels):
-        return np.asarray(labels(), dtype=np.int64)
-    out = []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        if "label" not in item:
-            raise DatasetError(f"{getattr(dataset, 'name', 'dataset')}: item {item.get('id', i)} has no label; "
-                               f"classification needs a labelled dataset")
-        out.append(int(item["label"]))
-    return np.asarray(out, dtype=np.int64)
-
-
 def stratified_subsample(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Sorted indices of a seeded per-class subsample: ``max(1, round(fraction × n_c))`` of class c."""
     labels = np.asarray(labels)
@@ -159,12 +144,12 @@ class Classification(Task):
     def fit(self, backbone: Backbone, train: Dataset, *, seed: int) -> dict[str, Any]:
         import torch
 
-        labels = dataset_labels(train)
+        labels = np.asarray(train.labels(), dtype=np.int64)
         if labels.size == 0:
             raise DatasetError("classification: the training split is empty")
         if (labels < 0).any():
             raise DatasetError("classification: the training split has unlabelled items (label −1)")
-        names = tuple(getattr(train, "class_names", ()) or ())
+        names = tuple(train.class_names)
         self._class_names = names
         self._num_classes = len(names) if names else int(labels.max()) + 1
         chosen = stratified_subsample(labels, self.label_fraction, seed)
@@ -253,8 +238,8 @@ class Classification(Task):
         return logits.argmax(dim=1).cpu().numpy().astype(np.int64)
 
     def evaluate(self, backbone: Backbone, test: Dataset) -> dict[str, float]:
-        labels = dataset_labels(test)
-        names = tuple(getattr(test, "class_names", ()) or ())
+        labels = np.asarray(test.labels(), dtype=np.int64)
+        names = tuple(test.class_names)
         if names and self._class_names and names != self._class_names:
             raise DatasetError(f"classification: test classes {names} differ from training classes "
                                f"{self._class_names}")

@@ -63,7 +63,7 @@ class Segmentation(Task):
 
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        classes = self.num_classes or int(getattr(train, "num_classes", 2))
+        classes = self.num_classes or train.num_classes or 2  # binary unless the dataset names more
         head = nn.Sequential(nn.Linear(backbone.embed_dim, self.hidden_dim), nn.GELU(),
                              nn.Linear(self.hidden_dim, classes))
         n = len(train)

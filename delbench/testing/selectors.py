@@ -1,4 +1,4 @@
-"""A public contract checker for selectors, in the spirit of scikit-learn's ``check_estimator``.
+"""The selector contract checker, in the spirit of scikit-learn's ``check_estimator``.
 
 A third-party author runs it in their own test suite::
 
@@ -42,127 +42,20 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from delbench.errors import DelbenchError, SelectionError
-from delbench.interfaces import Dataset
 from delbench.subset import as_subset, subset_size
+from delbench.testing.checks import named_check
+from delbench.testing.fixtures import FakeBackbone, PoolView, clustered_embeddings, make_contract_pool
 
 #: ratios every selector must hit exactly (1/n is added per pool)
 CONTRACT_RATIOS = (0.001, 0.05, 0.2, 1 / 3, 0.5, 1.0)
 #: seeds tried before a stochastic selector is declared seed-insensitive
 SEED_SENSITIVITY_SEEDS = (0, 1, 2, 3, 4)
 SEED_SENSITIVITY_RATIO = 0.5
-
-
-class FakeBackbone:
-    """What a ``requires_backbone`` selector receives in the checks instead of a trained model.
-
-    ``reconstruction_loss(images, *, seed)`` returns one float32 per image: its pixel
-    standard deviation scaled to [0, 1] plus a small seeded perturbation (so it varies with
-    the image and, slightly, with the seed, like a masked-autoencoder loss).
-    ``embed(images)`` returns a float32 (B, 12) colour/brightness summary.
-    """
-
-    name = "fake_backbone"
-
-    def reconstruction_loss(self, images: np.ndarray, *, seed: int) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32)
-        spread = images.reshape(images.shape[0], -1).std(axis=1) / 128.0
-        noise = np.random.default_rng(seed).uniform(0.0, 1e-3, size=images.shape[0])
-        return (spread + noise).astype(np.float32)
-
-    def embed(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32) / 255.0
-        means = images.mean(axis=(1, 2))
-        stds = images.std(axis=(1, 2))
-        quarter = images[:, : images.shape[1] // 2, : images.shape[2] // 2].mean(axis=(1, 2))
-        return np.concatenate([means, stds, quarter, means ** 2], axis=1).astype(np.float32)
-
-
-class InMemoryPool(Dataset):
-    """A tiny pool held in memory: images (n, H, W, 3) uint8, ids and metadata columns."""
-
-    name = "contract_pool"
-    description = "in-memory pool used by delbench.testing"
-
-    def __init__(self, images: np.ndarray, metadata: Mapping[str, np.ndarray], ids: list[str]) -> None:
-        self.images = images
-        self._metadata = dict(metadata)
-        self.ids = ids
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= int(index) < len(self):
-            raise IndexError(f"{self.name}: index {index} out of range [0, {len(self)})")
-        return {"image": self.images[int(index)], "id": self.ids[int(index)]}
-
-    def metadata(self) -> dict[str, np.ndarray]:
-        return dict(self._metadata)
-
-    def load_images(self, indices: np.ndarray) -> np.ndarray:
-        return self.images[np.asarray(indices, dtype=np.int64)]
-
-
-class PoolView(Dataset):
-    """Items ``indices`` of another pool (repeats allowed), metadata sliced to match."""
-
-    name = "contract_pool_view"
-
-    def __init__(self, pool: Any, indices: np.ndarray) -> None:
-        self.pool = pool
-        self.indices = np.asarray(indices, dtype=np.int64)
-
-    def __len__(self) -> int:
-        return int(self.indices.size)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= int(index) < len(self):
-            raise IndexError(f"{self.name}: index {index} out of range [0, {len(self)})")
-        item = dict(self.pool[int(self.indices[int(index)])])
-        item["id"] = f"{item.get('id', '')}#{index}"  # repeats stay distinguishable
-        return item
-
-    def metadata(self) -> dict[str, np.ndarray]:
-        metadata = self.pool.metadata() if hasattr(self.pool, "metadata") else {}
-        return {key: np.asarray(column)[self.indices] for key, column in metadata.items()}
-
-    def load_images(self, indices: np.ndarray) -> np.ndarray:
-        return self.pool.load_images(self.indices[np.asarray(indices, dtype=np.int64)])
-
-
-def clustered_embeddings(scene: np.ndarray, invalid: np.ndarray, *, dim: int = 16,
-                         seed: int = 0) -> np.ndarray:
-    """float32 embeddings with one tight cluster per scene and scattered invalid items."""
-    rng = np.random.default_rng(seed)
-    scene = np.asarray(scene)
-    _, scene_code = np.unique(scene, return_inverse=True)
-    centres = rng.normal(size=(int(scene_code.max(initial=-1)) + 1, dim))
-    embeddings = centres[scene_code.reshape(-1)] + 0.15 * rng.normal(size=(scene.size, dim))
-    embeddings[invalid] = 1.5 * rng.normal(size=(int(np.count_nonzero(invalid)), dim))
-    return embeddings.astype(np.float32)
-
-
-@functools.lru_cache(maxsize=4)
-def make_contract_pool(num_frames: int = 120, image_size: int = 16, seed: int = 0) -> tuple[InMemoryPool, np.ndarray]:
-    """The default pool and embeddings of the checks (cached; treat them as read-only)."""
-    from delbench_plugins.datasets.synthetic import SyntheticEndoscopy  # the built-in generator
-
-    source = SyntheticEndoscopy(num_frames=num_frames, image_size=image_size, frames_per_sequence=30,
-                                scene_length=6, invalid_fraction=0.3, seed=seed)
-    metadata = source.metadata()
-    images = np.stack([source[i]["image"] for i in range(num_frames)]) if num_frames else \
-        np.zeros((0, image_size, image_size, 3), np.uint8)
-    pool = InMemoryPool(images, metadata, [source.item_id(i) for i in range(num_frames)])
-    embeddings = clustered_embeddings(metadata["scene_id"], metadata["kind"] == "invalid", seed=seed)
-    # read-only like the runner's memory-mapped cache: a selector must not write into its input
-    images.flags.writeable = False
-    embeddings.flags.writeable = False
-    return pool, embeddings
 
 
 @dataclass(frozen=True)
@@ -348,22 +241,6 @@ CHECKS: tuple[Callable[[_Harness], None], ...] = (
 )
 
 
-def _named(check: Callable[[_Harness], None], harness: _Harness) -> Callable[[], None]:
-    check_name = check.__name__
-
-    def run() -> None:
-        try:
-            check(harness)
-        except AssertionError as exc:
-            raise AssertionError(f"{check_name} failed for selector {harness.name!r}: {exc}") from exc
-        except Exception as exc:  # an unexpected crash fails the check, named, with its cause
-            raise AssertionError(f"{check_name} failed for selector {harness.name!r}: "
-                                 f"{type(exc).__name__}: {exc}") from exc
-
-    run.__name__ = check_name
-    return run
-
-
 def selector_checks(selector_cls: Any, *, pool: Any = None,
                     embeddings: Any = None) -> Iterator[tuple[str, Callable[[], None]]]:
     """Yield ``(check_name, check)`` pairs; ``check()`` raises AssertionError on a breach.
@@ -373,7 +250,7 @@ def selector_checks(selector_cls: Any, *, pool: Any = None,
     """
     harness = _Harness(selector_cls, pool, embeddings)
     for check in CHECKS:
-        yield check.__name__, _named(check, harness)
+        yield check.__name__, named_check(check, harness, f"selector {harness.name!r}")
 
 
 def check_selector(selector_cls: Any, *, pool: Any = None, embeddings: Any = None) -> None:
