@@ -69,7 +69,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     from delbench.errors import ConfigError
     from delbench.results import atomic_save_npy
     from delbench.runner import build
-    from delbench.subset import as_subset
+    from delbench.subset import run_selector
 
     dataset_params = _key_values(args.dataset_param, "--dataset-param")
     if args.root:
@@ -77,17 +77,16 @@ def cmd_select(args: argparse.Namespace) -> int:
     pool = build("dataset", PluginSpec(args.dataset, dataset_params), split=args.split)
     cls = plugins.get_selector(args.selector)
     params = _key_values(args.set, "--set")
-    if args.embeddings:
-        params["embeddings"] = np.load(args.embeddings, mmap_mode="r")
-    elif getattr(cls, "requires_embeddings", False):
+    if getattr(cls, "requires_embeddings", False) and not args.embeddings:
         raise ConfigError(f"selector '{args.selector}' needs --embeddings FILE.npy (n × d, row i = item i); "
                           f"'delbench run' computes and caches them for you")
     if getattr(cls, "requires_backbone", False):
         raise ConfigError(f"selector '{args.selector}' needs a backbone; use it inside 'delbench run'")
-    subset = as_subset(cls().select(pool, args.ratio, seed=args.seed, **params), len(pool), args.ratio,
-                       selector=args.selector)
+    embeddings = np.load(args.embeddings, mmap_mode="r") if args.embeddings else None
+    subset = run_selector(cls(), pool, args.ratio, seed=args.seed, embeddings=embeddings, params=params)
     atomic_save_npy(args.out, subset.indices)
     print(f"{subset.sha256}  {args.out}  ({subset.size} of {len(pool)} items)")
+    print(f"ids_sha256 {subset.ids_sha256}  pool_ids_sha256 {subset.pool_ids_sha256}")
     if subset.diagnostics:
         print(json.dumps(subset.diagnostics, default=str, sort_keys=True), file=sys.stderr)
     return 0

@@ -15,10 +15,14 @@ constructors call the same ``check_params``, so each rule is written once.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+import time
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import numpy as np
+
+from delbench.errors import SelectionError
+from delbench.params import check_plugin_params
+from delbench.subset import Selection, check_embeddings, checked_indices, subset_size
 
 if TYPE_CHECKING:  # torch is never imported at module level
     import torch
@@ -115,24 +119,20 @@ class Dataset(Plugin, abc.ABC):
         return None
 
 
-@dataclass
-class Selection:
-    """What a selector may return instead of a bare index array."""
-
-    indices: np.ndarray
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-
-
 class Selector(Plugin, abc.ABC):
     """Chooses which items of a pool to pre-train on.
 
-    ``select`` returns sorted, unique, in-range int64 indices, exactly
-    ``delbench.subset.subset_size(len(pool), ratio)`` of them, deterministic for a given
-    seed, as a bare array or a :class:`Selection` with diagnostics (e.g. the threshold used).
-    It must not train anything. Constructed with no arguments. ``embeddings`` (n × d float,
-    row i for pool item i, possibly a read-only float16 memory map) are passed when
-    ``requires_embeddings`` is true; a ``backbone`` keyword (a :class:`Backbone`) when
-    ``requires_backbone`` is true.
+    The contract of ``select(pool, ratio, *, seed, embeddings=None, **params)``: sorted,
+    unique, in-range int64 indices, exactly ``delbench.subset.subset_size(len(pool), ratio)``
+    of them, deterministic for a given seed, as a bare array or a :class:`Selection` with
+    diagnostics (e.g. the threshold used); nothing is trained. Constructed with no
+    arguments. ``embeddings`` (n × d float, row i for pool item i, possibly a read-only
+    float16 memory map) are passed when ``requires_embeddings`` is true; a ``backbone``
+    keyword (a :class:`Backbone`) when ``requires_backbone`` is true.
+
+    This class is also a template: its :meth:`select` does every step selectors share and a
+    subclass writes only :meth:`choose`. A selector may instead implement ``select`` itself
+    (duck-typed third-party ones do); ``delbench.subset.run_selector`` runs both alike.
     """
 
     #: the selector reads pool embeddings (``embeddings=``)
@@ -145,9 +145,48 @@ class Selector(Plugin, abc.ABC):
     #: the contract checker then skips its seed-sensitivity check
     deterministic_in_seed: ClassVar[bool] = False
 
+    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
+               backbone: Backbone | None = None, **params: Any) -> Selection:
+        """The shared steps around :meth:`choose`, in order: ratio → ``k = subset_size(n,
+        ratio)`` (a ``fixed_ratio`` selector refuses any other ratio); ``params`` bound against
+        ``choose``'s signature and value-checked (``check_params``); ``embeddings`` checked
+        when ``requires_embeddings`` (``check_embeddings``) and a ``backbone`` required when
+        ``requires_backbone``; an empty pool returns an empty subset without calling
+        ``choose``; the chosen indices are sorted and checked (exactly ``k``, unique, in
+        range) and ``diagnostics['time_s']`` records the seconds it all took.
+        """
+        started = time.perf_counter()
+        n = len(pool)
+        k = subset_size(n, ratio)
+        if self.fixed_ratio is not None and float(ratio) != float(self.fixed_ratio):
+            raise SelectionError(f"{self.name} only runs at ratio {self.fixed_ratio}, got {ratio!r}")
+        check_plugin_params("selector", type(self), params, self.name)
+        inputs: dict[str, Any] = {}
+        if self.requires_embeddings:
+            inputs["embeddings"] = check_embeddings(embeddings, n)
+        if self.requires_backbone:
+            if backbone is None:
+                raise SelectionError(f"{self.name} needs the current backbone (keyword 'backbone=')")
+            inputs["backbone"] = backbone
+        diagnostics: dict[str, Any] = {}
+        indices = np.zeros(0, np.int64)
+        if k:
+            chosen = self.choose(pool, k, seed=seed, **inputs, **params)
+            indices, diagnostics = chosen if isinstance(chosen, tuple) else (chosen, {})
+            indices = np.sort(np.asarray(indices, dtype=np.int64))
+        indices, _ = checked_indices(indices, n, k, selector=self.name)
+        return Selection(indices, {**diagnostics, "time_s": round(time.perf_counter() - started, 4)})
+
     @abc.abstractmethod
-    def select(self, pool: Dataset, ratio: float, *, seed: int,
-               embeddings: np.ndarray | None = None, **params: Any) -> np.ndarray | Selection: ...
+    def choose(self, pool: Dataset, k: int, *, seed: int, **params: Any) -> Any:
+        """The ``k`` (≥ 1) items to keep, as indices in any order, or ``(indices,
+        diagnostics)``.
+
+        Declare the selector's parameters as keyword parameters with defaults (they are its
+        parameters: protocols are checked against them), plus ``embeddings`` when
+        ``requires_embeddings`` (checked: 2-D float, one finite row per item) and ``backbone``
+        when ``requires_backbone``. Values were checked by ``check_params`` already.
+        """
 
 
 class Backbone(Plugin, abc.ABC):

@@ -37,7 +37,7 @@ from delbench.metrics import normdel
 from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, append_row,
                               atomic_save_npy, atomic_write_json, atomic_write_text, read_header,
                               read_rows, repair_rows_file, write_split_file)
-from delbench.subset import Subset, as_subset, check_embeddings, subset_sha256
+from delbench.subset import Subset, check_embeddings, ids_sha256, run_selector, subset_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,9 @@ class RunContext:
     cache_dir: Path
     progress: bool
     pool: Any = None
+    #: the pool's ids in pool order and their digest (``delbench.subset``), listed once per run
+    pool_ids: list[str] = field(default_factory=list)
+    pool_ids_sha256: str = ""
     datasets: dict[str, Any] = field(default_factory=dict)
     embeddings: np.ndarray | None = None
     embedding_backbone: Any = None
@@ -239,22 +242,20 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
     if meta_path.is_file() and index_path.is_file():  # resume: selections are deterministic
         meta = json.loads(meta_path.read_text())
         indices = np.load(index_path, allow_pickle=False)
-        if subset_sha256(indices) == meta["sha256"]:
-            return Subset(indices, meta["sha256"], meta.get("diagnostics", {})), meta
-        logger.warning("subset file %s does not match its hash; selecting again", index_path)
-    kwargs: dict[str, Any] = dict(selector.params)
-    if getattr(cls, "requires_embeddings", False):
-        kwargs["embeddings"] = pool_embeddings(ctx)
-    if getattr(cls, "requires_backbone", False):
-        kwargs["backbone"] = embedding_backbone(ctx)
-    started = time.perf_counter()
-    result = cls().select(ctx.pool, ratio, seed=seed, **kwargs)
-    seconds = time.perf_counter() - started
-    subset = as_subset(result, len(ctx.pool), ratio, selector=selector.name)
+        if subset_sha256(indices) == meta["sha256"] and meta.get("pool_ids_sha256") == ctx.pool_ids_sha256:
+            return Subset(indices, meta["sha256"], meta["ids_sha256"], meta["pool_ids_sha256"],
+                          meta.get("diagnostics", {}), meta["select_seconds"]), meta
+        logger.warning("subset file %s does not match its hash or the pool; selecting again", index_path)
+    requires_embeddings = getattr(cls, "requires_embeddings", False)
+    requires_backbone = getattr(cls, "requires_backbone", False)
+    subset = run_selector(cls(), ctx.pool, ratio, seed=seed, params=selector.params, pool_ids=ctx.pool_ids,
+                          embeddings=pool_embeddings(ctx) if requires_embeddings else None,
+                          backbone=embedding_backbone(ctx) if requires_backbone else None)
     meta = {"selector": selector.name, "label": label, "selector_version": str(getattr(cls, "version", "0")),
             "params": selector.params, "ratio": ratio, "seed": seed, "n_pool": len(ctx.pool),
-            "n_selected": subset.size, "sha256": subset.sha256, "file": index_path.name,
-            "select_seconds": seconds, "diagnostics": subset.diagnostics,
+            "n_selected": subset.size, "sha256": subset.sha256, "ids_sha256": subset.ids_sha256,
+            "pool_ids_sha256": subset.pool_ids_sha256, "file": index_path.name,
+            "select_seconds": subset.time_s, "diagnostics": subset.diagnostics,
             "composition": _composition(ctx.pool, subset.indices)}
     atomic_save_npy(index_path, subset.indices)
     atomic_write_json(meta_path, meta)
@@ -265,7 +266,8 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
 def _record_subset(directory: Path, name: str, meta: dict[str, Any]) -> None:
     index = directory / SUBSETS_FILE
     entries = json.loads(index.read_text()) if index.is_file() else {}
-    entries[name] = {k: meta[k] for k in ("file", "sha256", "n_selected", "selector", "ratio", "seed")}
+    entries[name] = {k: meta[k] for k in ("file", "sha256", "ids_sha256", "pool_ids_sha256", "n_selected", "selector",
+                                          "ratio", "seed")}
     atomic_write_json(index, entries)
 
 
@@ -422,6 +424,10 @@ def run_protocol(protocol: Protocol, work_dir: str | Path, *, resume: bool = Fal
     # Every dataset is opened before anything is written or trained: a missing root or a
     # broken layout is one clear error now, not a failed cell hours into the run.
     ctx.pool = open_dataset(ctx, protocol.pool, "all")
+    ctx.pool_ids = list(ctx.pool.item_ids())
+    ctx.pool_ids_sha256 = ids_sha256(ctx.pool_ids)
+    if len(set(ctx.pool_ids)) != len(ctx.pool_ids):
+        raise DelbenchError(f"pool '{protocol.pool.name}' has repeated item ids: a subset could not name its images")
     for task in protocol.tasks:
         open_dataset(ctx, task.dataset, task.train_split)
         open_dataset(ctx, task.dataset, task.test_split)

@@ -1,17 +1,41 @@
-"""Subsets: the size rule, validation of selector output, the subset hash, and the small
-helpers selectors share (proportional allocation, finishing a :class:`Selection`)."""
+"""Subsets: the size rule, validation of selector output, how a subset is identified, the one
+function that runs a selector, and the small helpers selectors share.
+
+A subset is identified three ways, all recorded with it (DataComp identifies a submission by
+its ids in the same spirit):
+
+``subset_sha256``
+    sha256 of the selected indices as little-endian int64 bytes: what was selected, *given*
+    the pool's order.
+``ids_sha256``
+    sha256 of the selected items' ids, sorted (Python string order, i.e. by code point),
+    each followed by ``"\n"``, encoded as UTF-8: which images were selected, whatever the
+    pool's order.
+``pool_ids_sha256``
+    the same digest of every pool id in pool order (not sorted): the pool the indices refer
+    to. ``delbench verify`` recomputes it from the pool to detect a changed or reordered pool.
+
+Ids hold no newline (the separator); :func:`ids_sha256` refuses one.
+"""
 from __future__ import annotations
 
 import hashlib
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from delbench.errors import SelectionError
-from delbench.interfaces import Selection  # interfaces imports nothing from delbench: no cycle
+from delbench.errors import DatasetError, SelectionError
+
+
+@dataclass
+class Selection:
+    """What a selector may return instead of a bare index array."""
+
+    indices: np.ndarray
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
 
 def subset_size(n: int, ratio: float) -> int:
@@ -64,16 +88,6 @@ def largest_remainder(total: int, weights: Any, *, tie_break: Any = None) -> np.
     return parts
 
 
-def finish_selection(indices: Any, diagnostics: dict[str, Any], started: float) -> Selection:
-    """A selector's result: ``indices`` sorted as int64, with ``diagnostics['time_s']`` set to
-    the seconds since ``started`` (a ``time.perf_counter()`` reading), rounded to 4 decimals.
-
-    ``diagnostics`` is updated in place and returned inside the :class:`Selection`.
-    """
-    diagnostics["time_s"] = round(time.perf_counter() - started, 4)
-    return Selection(np.sort(np.asarray(indices, dtype=np.int64)), diagnostics)
-
-
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     """A selector parameter that must be an integer ≥ ``minimum`` (booleans refused)."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -104,42 +118,93 @@ def check_embeddings(embeddings: Any, n: int) -> np.ndarray:
     return array
 
 
+def ids_sha256(ids: Iterable[str]) -> str:
+    """sha256 of ``ids`` in the given order, each followed by ``"\\n"``, as UTF-8 (module docstring)."""
+    digest = hashlib.sha256()
+    for item_id in ids:
+        if "\n" in item_id:
+            raise DatasetError(f"item id {item_id!r} holds a newline; ids must be single-line strings")
+        digest.update(item_id.encode("utf-8") + b"\n")
+    return digest.hexdigest()
+
+
+def selected_ids_sha256(pool_ids: Sequence[str], indices: np.ndarray) -> str:
+    """The ``ids_sha256`` of a subset: the ids at ``indices``, sorted."""
+    return ids_sha256(sorted(pool_ids[int(i)] for i in indices))
+
+
 @dataclass(frozen=True)
 class Subset:
-    """A validated selection: sorted unique int64 indices, their hash and diagnostics."""
+    """A validated selection: sorted unique int64 indices, how they are identified (module
+    docstring), the selector's diagnostics and the seconds the selection took."""
 
     indices: np.ndarray
     sha256: str
+    ids_sha256: str
+    pool_ids_sha256: str
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    time_s: float = 0.0
 
     @property
     def size(self) -> int:
         return int(self.indices.size)
 
 
-def as_subset(result: Any, n: int, ratio: float, *, selector: str = "selector",
-              exact_size: bool = True) -> Subset:
-    """Check a selector's return value against the contract and wrap it as a :class:`Subset`."""
+def checked_indices(result: Any, n: int, k: int, *, selector: str = "selector") -> tuple[np.ndarray, dict[str, Any]]:
+    """A selector's return value (an int64 array or a :class:`Selection`) checked against the
+    contract — 1-D int64, sorted, unique, in [0, n), exactly ``k`` — as (indices, diagnostics)."""
     diagnostics: dict[str, Any] = {}
-    if hasattr(result, "indices") and not isinstance(result, np.ndarray):
+    if not isinstance(result, np.ndarray) and hasattr(result, "indices"):
         diagnostics = dict(getattr(result, "diagnostics", {}) or {})
         result = result.indices
-    indices = np.asarray(result)
-    if indices.ndim != 1:
-        raise SelectionError(f"{selector}: indices must be 1-D, got shape {indices.shape}")
-    if indices.size and not np.issubdtype(indices.dtype, np.integer):
-        raise SelectionError(f"{selector}: indices must be integers, got dtype {indices.dtype}")
-    indices = indices.astype(np.int64, copy=False)
-    if indices.size and (indices[0] < 0 or indices[-1] >= n or indices.min() < 0 or indices.max() >= n):
+    if not isinstance(result, np.ndarray):
+        raise SelectionError(f"{selector}: returned {type(result).__name__}, expected a numpy array or a Selection")
+    if result.ndim != 1:
+        raise SelectionError(f"{selector}: indices must be 1-D, got shape {result.shape}")
+    if result.dtype != np.int64:
+        raise SelectionError(f"{selector}: indices have dtype {result.dtype}, expected int64")
+    if result.size and (result.min() < 0 or result.max() >= n):
         raise SelectionError(f"{selector}: indices out of range [0, {n})")
-    if indices.size > 1 and not (np.diff(indices) > 0).all():
+    if result.size > 1 and not (np.diff(result) > 0).all():
         raise SelectionError(f"{selector}: indices must be sorted and unique")
-    if exact_size:
-        expected = subset_size(n, ratio)
-        if indices.size != expected:
-            raise SelectionError(
-                f"{selector}: returned {indices.size} indices, expected round({ratio} × {n}) = {expected}")
-    return Subset(indices, subset_sha256(indices), diagnostics)
+    if result.size != k:
+        raise SelectionError(f"{selector}: returned {result.size} indices, expected round(ratio × {n}) = {k}")
+    return result, diagnostics
+
+
+def call_selector(selector: Any, pool: Any, ratio: float, *, seed: int, embeddings: Any = None,
+                  backbone: Any = None, params: dict[str, Any] | None = None) -> Any:
+    """``selector.select`` called as the contract says: ``embeddings`` only when it
+    ``requires_embeddings``, ``backbone`` only when it ``requires_backbone``, ``params`` as
+    keywords. Returns what ``select`` returned, unchecked (:func:`run_selector` checks it)."""
+    kwargs = dict(params or {})
+    if getattr(selector, "requires_embeddings", False):
+        kwargs["embeddings"] = embeddings
+    if getattr(selector, "requires_backbone", False):
+        kwargs["backbone"] = backbone
+    return selector.select(pool, ratio, seed=seed, **kwargs)
+
+
+def run_selector(selector: Any, pool: Any, ratio: float, *, seed: int, embeddings: Any = None,
+                 backbone: Any = None, params: dict[str, Any] | None = None,
+                 pool_ids: Sequence[str] | None = None) -> Subset:
+    """Run one selection the one way every caller does: the runner, ``delbench select`` and
+    the contract checker.
+
+    ``selector`` is an instance (a :class:`delbench.interfaces.Selector` or any object with
+    its ``select`` and class attributes), called by :func:`call_selector`. The result is
+    checked against the contract (:func:`checked_indices`) and identified (module
+    docstring); ``pool_ids`` (the pool's ``item_ids()``, listed when not given) spare a
+    caller that runs many selections on one pool the listing.
+    """
+    name = str(getattr(selector, "name", type(selector).__name__))
+    started = time.perf_counter()
+    result = call_selector(selector, pool, ratio, seed=seed, embeddings=embeddings, backbone=backbone, params=params)
+    seconds = time.perf_counter() - started
+    pool_ids = list(pool.item_ids()) if pool_ids is None else pool_ids
+    indices, diagnostics = checked_indices(result, len(pool_ids), subset_size(len(pool_ids), ratio), selector=name)
+    return Subset(indices, subset_sha256(indices), selected_ids_sha256(pool_ids, indices), ids_sha256(pool_ids),
+                  diagnostics, seconds)
 
 
 def lowest_first(primary: Any, candidates: Any = None, *, secondary: Any = None) -> np.ndarray:
@@ -157,11 +222,3 @@ def lowest_first(primary: Any, candidates: Any = None, *, secondary: Any = None)
     keys = (candidates, primary[candidates]) if secondary is None else \
         (candidates, np.asarray(secondary)[candidates], primary[candidates])
     return candidates[np.lexsort(keys)]
-
-
-def selection_target(pool: Any, ratio: float, embeddings: Any) -> tuple[np.ndarray, int, int]:
-    """The start of every embedding selector: ``(embeddings, n, k)`` — the embeddings checked
-    against the pool (:func:`check_embeddings`), the pool size and the number of items to
-    keep (:func:`subset_size`)."""
-    n = len(pool)
-    return check_embeddings(embeddings, n), n, subset_size(n, ratio)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import delbench
-from delbench.errors import SelectionError
+from delbench.errors import ConfigError, SelectionError
 from delbench.testing import InMemoryDataset
 from delbench_plugins.selectors.difficulty import stratified_allocation
 
@@ -85,7 +85,7 @@ def test_ccs_is_seeded_and_lowers_the_hard_cut_when_the_budget_needs_it():
 @pytest.mark.parametrize("params", [{"score": "forgetting"}, {"hard_prune": 1.0}, {"hard_prune": -0.1},
                                     {"n_strata": 0}])
 def test_ccs_bad_parameters_are_clear_errors(params):
-    with pytest.raises(SelectionError):
+    with pytest.raises(ConfigError, match=next(iter(params))):
         delbench.get_selector("ccs")().select(_pool(10), 0.5, seed=0, embeddings=_fan(np.arange(10)), **params)
 
 
@@ -139,6 +139,6 @@ def test_mae_loss_needs_a_backbone_and_checks_its_output():
 
     with pytest.raises(SelectionError, match="reconstruction_loss"):
         selector.select(pool, 0.5, seed=0, backbone=Broken())
-    with pytest.raises(SelectionError, match="keep"):
+    with pytest.raises(ConfigError, match="keep"):
         selector.select(pool, 0.5, seed=0, backbone=BrightnessBackbone(), keep="medium")
     assert delbench.get_selector("mae_loss").requires_backbone is True

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import delbench
-from delbench.errors import SelectionError
+from delbench.errors import ConfigError
 from delbench.testing import InMemoryDataset
 from delbench_plugins.selectors.image_filters import (
     area_resize_matrix,
@@ -125,7 +125,7 @@ def test_phash_dedup_hits_every_ratio_and_fills_from_duplicates():
 
 
 def test_phash_dedup_rejects_bad_parameters():
-    with pytest.raises(SelectionError):
+    with pytest.raises(ConfigError, match="batch_size"):
         delbench.get_selector("phash_dedup")().select(_pool(_textures(3)), 0.5, seed=0, batch_size=0)
 
 
@@ -163,6 +163,6 @@ def test_quality_filter_removes_mostly_invalid_frames_of_the_synthetic_pool():
 
 
 def test_quality_filter_rejects_bad_levels():
-    with pytest.raises(SelectionError):
+    with pytest.raises(ConfigError, match="dark_level"):
         delbench.get_selector("quality_filter")().select(_pool(_textures(3)), 0.5, seed=0,
                                                          dark_level=200, bright_level=100)

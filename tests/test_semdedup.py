@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import delbench
-from delbench.errors import SelectionError
+from delbench.errors import ConfigError, SelectionError
 from delbench.testing import InMemoryDataset
 from delbench_plugins.lib.clustering import cluster_members, kmeans, normalized_rows, pool_mean
 from delbench_plugins.lib.cluster_duplicates import max_similarity_to_priors
@@ -72,7 +72,7 @@ def test_meddel_eps_controls_outliers():
     result = _select("meddel", 0.5, eps=0.22)  # ±40° (distance 0.234) become outliers too
     assert result.diagnostics["n_outliers"] == 3
     assert result.indices.tolist() == [1, 3, 4]
-    with pytest.raises(SelectionError, match="eps"):
+    with pytest.raises(ConfigError, match="eps"):
         _select("meddel", 0.5, eps=-1)
 
 
@@ -123,7 +123,7 @@ def test_center_is_shared_by_the_cluster_selectors(name):
     # the same geometry by hand: centring the rows first gives the same subset
     by_hand = _select(name, 0.25, embeddings - pool_mean(embeddings))
     assert np.array_equal(result.indices, by_hand.indices)
-    with pytest.raises(SelectionError, match="center"):
+    with pytest.raises(ConfigError, match="center"):
         _select(name, 0.25, embeddings, center="yes")
 
 
@@ -155,7 +155,7 @@ def test_semdedup_has_no_outlier_step_and_keeps_the_farthest_by_default():
 def test_semdedup_keep_easy_keeps_the_duplicate_closer_to_the_centroid():
     result = _select("semdedup", 0.5, keep="easy")
     assert result.indices.tolist() == [1, 4, 5]
-    with pytest.raises(SelectionError, match="keep"):
+    with pytest.raises(ConfigError, match="keep"):
         _select("semdedup", 0.5, keep="medium")
 
 

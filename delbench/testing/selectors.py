@@ -1,16 +1,5 @@
-"""The selector contract checker, in the spirit of scikit-learn's ``check_estimator``.
-
-A third-party author runs it in their own test suite::
-
-    from delbench.testing import check_selector
-    def test_my_selector():
-        check_selector(MySelector)
-
-or parametrises over the individual checks, so each shows up as its own test::
-
-    @pytest.mark.parametrize("check_name, check", selector_checks(MySelector))
-    def test_contract(check_name, check):
-        check()
+"""The selector contract checker: ``check_selector`` and ``selector_checks`` (usage in
+:mod:`delbench.testing`).
 
 The selector may be any class with ``name`` and ``select(pool, ratio, *, seed, embeddings=None,
 **params)``; the optional class attributes of :class:`delbench.interfaces.Selector` are read
@@ -47,7 +36,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from delbench.errors import DelbenchError, SelectionError
-from delbench.subset import as_subset, subset_size
+from delbench.subset import call_selector, run_selector, subset_size
 from delbench.testing.checks import named_check
 from delbench.testing.fixtures import FakeBackbone, PoolView, clustered_embeddings, make_contract_pool
 
@@ -67,7 +56,8 @@ class _Case:
 
 
 class _Harness:
-    """Calls a selector the way the runner does and turns contract breaches into assertions."""
+    """Runs a selector the way the runner does (``run_selector``) and turns contract breaches
+    into assertions."""
 
     def __init__(self, selector_cls: Any, pool: Any = None, embeddings: Any = None) -> None:
         self.selector_cls = selector_cls
@@ -108,28 +98,22 @@ class _Harness:
         """A tiny, a middle and the full ratio (or the fixed one): for the degenerate pools."""
         return [float(self.fixed_ratio)] if self.fixed_ratio is not None else [0.001, 0.5, 1.0]
 
-    def call(self, case: _Case, ratio: float, *, seed: int = 0, embeddings: Any = "case") -> Any:
+    def _inputs(self, case: _Case, embeddings: Any) -> dict[str, Any]:
         selector = self.selector_cls() if isinstance(self.selector_cls, type) else self.selector_cls
-        kwargs: dict[str, Any] = {}
-        if self.requires_embeddings:
-            kwargs["embeddings"] = case.embeddings if isinstance(embeddings, str) else embeddings
-        if self.requires_backbone:
-            kwargs["backbone"] = FakeBackbone()
-        return selector.select(case.pool, ratio, seed=seed, **kwargs)
+        return {"selector": selector, "pool": case.pool, "backbone": FakeBackbone(),
+                "embeddings": case.embeddings if isinstance(embeddings, str) else embeddings}
+
+    def call(self, case: _Case, ratio: float, *, seed: int = 0, embeddings: Any = "case") -> Any:
+        """What ``select`` returns, unchecked (the inputs are what is being tested)."""
+        return call_selector(ratio=ratio, seed=seed, **self._inputs(case, embeddings))
 
     def selected(self, case: _Case, ratio: float, *, seed: int = 0) -> np.ndarray:
-        """Run the selector and check its output against the contract; return the indices."""
-        n = len(case.pool)
-        result = self.call(case, ratio, seed=seed)
-        raw = result if isinstance(result, np.ndarray) else getattr(result, "indices", result)
-        assert isinstance(raw, np.ndarray), (
-            f"returned {type(raw).__name__}, expected a numpy array or a Selection (ratio {ratio}, n {n})")
-        assert raw.dtype == np.int64, f"indices have dtype {raw.dtype}, expected int64 (ratio {ratio}, n {n})"
+        """Run the selector as the runner does (``run_selector``) and check its output against
+        the contract; return the indices."""
         try:
-            subset = as_subset(result, n, ratio, selector=self.name)
+            return run_selector(ratio=ratio, seed=seed, **self._inputs(case, "case")).indices
         except SelectionError as exc:
-            raise AssertionError(f"{exc} (ratio {ratio}, n {n}, seed {seed})") from exc
-        return subset.indices
+            raise AssertionError(f"{exc} (ratio {ratio}, n {len(case.pool)}, seed {seed})") from exc
 
     def expect_selection_error(self, what: str, case: _Case, ratio: float, **kwargs: Any) -> None:
         try:

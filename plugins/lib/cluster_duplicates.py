@@ -28,14 +28,16 @@ around the pool's own centre instead. The mean is computed in one streamed pass
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import SelectionError
 from delbench.interfaces import Selector
+from delbench.params import check_bool, check_choice, check_int
 from delbench_plugins.lib.clustering import (
+    KEEP_CHOICES,
     KMeansResult,
+    check_kmeans_params,
     cluster_members,
     kmeans,
     normalized_rows,
@@ -129,16 +131,25 @@ def threshold_value(value: float) -> float | None:
 
 
 class ClusteringSelector(Selector):
-    """Shared set-up after :func:`delbench.subset.selection_target`: the optional centring
-    offset and the k-means of the pool."""
+    """The common base of MedDEL and the SemDeDup family: their shared parameters and set-up
+    (the optional centring offset, the k-means of the pool)."""
 
     requires_embeddings = True
 
-    def _offset(self, embeddings: Any, center: Any) -> np.ndarray | None:
-        """The pool mean to subtract before cosine geometry when ``center``, else None."""
-        if not isinstance(center, (bool, np.bool_)):
-            raise SelectionError(f"{self.name}: center must be True or False, got {center!r}")
-        return pool_mean(embeddings) if center else None
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_kmeans_params(params)
+        check_bool(params, "center")
+        check_choice(params, "keep", KEEP_CHOICES)
+        check_int(params, "block_floats", 1)
+
+    def _centred_clusters(self, embeddings: Any, *, seed: int, center: bool, n_clusters: int | None,
+                          kmeans_iterations: int, kmeans_backend: str) -> tuple[np.ndarray | None, KMeansResult]:
+        """The centring offset (the pool mean when ``center``, else None) and the k-means of
+        the pool in that geometry."""
+        offset = pool_mean(embeddings) if center else None
+        return offset, self._cluster(embeddings, seed=seed, n_clusters=n_clusters, kmeans_iterations=kmeans_iterations,
+                                     kmeans_backend=kmeans_backend, offset=offset)
 
     @staticmethod
     def _cluster(embeddings: Any, *, seed: int, n_clusters: Any, kmeans_iterations: int,

@@ -25,11 +25,12 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Literal, TypeVar
+from typing import Any, Callable, Iterable, Literal, Mapping, TypeVar
 
 import numpy as np
 
-from delbench.errors import SelectionError
+from delbench.errors import ConfigError, SelectionError
+from delbench.params import check_choice, check_int
 from delbench.subset import check_positive_int
 
 #: training points drawn per centroid when ``sample_size`` is not given (faiss: 39 … 256)
@@ -44,6 +45,8 @@ SMALL_TRAINING_PROBLEM = 1 << 28
 
 #: the two ways a difficulty-ranking selector can keep items: farthest/hardest or closest/easiest
 KEEP_CHOICES = ("hard", "easy")
+#: the centroid trainers ``kmeans`` can use ("auto": faiss when installed, else scikit-learn)
+KMEANS_BACKENDS = ("auto", "faiss", "sklearn")
 
 Backend = Literal["auto", "faiss", "sklearn"]
 _Item = TypeVar("_Item")
@@ -159,13 +162,6 @@ def resolve_n_clusters(n_clusters: Any, n: int) -> int:
     return check_positive_int("n_clusters", n_clusters)
 
 
-def check_choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
-    """``value`` if it is one of ``choices``; else a :class:`SelectionError` naming ``name``."""
-    if value not in choices:
-        raise SelectionError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
 def faiss_available() -> bool:
     """Whether faiss can be imported (the optional ``delbench[faiss]`` extra)."""
     try:
@@ -185,6 +181,18 @@ def resolve_backend(backend: str) -> str:
     if backend not in ("faiss", "sklearn"):
         raise SelectionError(f"k-means backend must be 'auto', 'faiss' or 'sklearn', got {backend!r}")
     return backend
+
+
+def check_kmeans_params(params: Mapping[str, Any]) -> None:
+    """The k-means parameters selectors share, for their ``check_params``: ``n_clusters``
+    (an integer ≥ 1, or None for :func:`default_n_clusters`), ``kmeans_iterations`` (≥ 1) and
+    ``kmeans_backend`` (one of :data:`KMEANS_BACKENDS`; 'faiss' only where it is installed)."""
+    check_int(params, "n_clusters", 1, allow_none=True)
+    check_int(params, "kmeans_iterations", 1)
+    check_choice(params, "kmeans_backend", KMEANS_BACKENDS)
+    if params.get("kmeans_backend") == "faiss" and not faiss_available():
+        raise ConfigError("kmeans_backend 'faiss' needs faiss, which is not installed "
+                          "(pip install 'delbench[faiss]', or use 'sklearn' or 'auto')")
 
 
 def _train_faiss(sample: np.ndarray, k: int, *, seed: int, iterations: int) -> np.ndarray:

@@ -7,15 +7,14 @@ truth.
 """
 from __future__ import annotations
 
-import time
 from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import SelectionError
+from delbench.errors import ConfigError, SelectionError
 from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selection, Selector
-from delbench.subset import finish_selection, largest_remainder, subset_size
+from delbench.interfaces import Dataset, Selector
+from delbench.subset import largest_remainder
 
 
 def _pool_metadata(pool: Dataset) -> Mapping[str, Any]:
@@ -40,6 +39,12 @@ def _metadata_column(pool: Dataset, column: str, selector: str,
     return values
 
 
+def _check_column_name(params: Mapping[str, Any], key: str) -> None:
+    """``params[key]`` names a metadata column (whether the pool has it is checked when selecting)."""
+    if key in params and not (isinstance(params[key], str) and params[key]):
+        raise ConfigError(f"{key} must name a metadata column (a non-empty string), got {params[key]!r}")
+
+
 class Full(Selector):
     """The whole pool: the 100 % reference every NormDEL table is read against.
 
@@ -53,15 +58,8 @@ class Full(Selector):
     fixed_ratio = 1.0
     deterministic_in_seed = True
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               **params: Any) -> Selection:
-        started = time.perf_counter()
-        if params:
-            raise SelectionError(f"full takes no parameters, got {', '.join(sorted(params))}")
-        subset_size(len(pool), ratio)  # validates the ratio itself
-        if float(ratio) != 1.0:
-            raise SelectionError(f"full keeps the whole pool and only runs at ratio 1.0, got {ratio!r}")
-        return finish_selection(np.arange(len(pool)), {}, started)
+    def choose(self, pool: Dataset, k: int, *, seed: int) -> np.ndarray:
+        return np.arange(len(pool))
 
 
 class Random(Selector):
@@ -75,15 +73,8 @@ class Random(Selector):
     version = "1"
     description = "Uniform random subset without replacement (seeded)"
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               **params: Any) -> Selection:
-        started = time.perf_counter()
-        if params:
-            raise SelectionError(f"random takes no parameters, got {', '.join(sorted(params))}")
-        n = len(pool)
-        k = subset_size(n, ratio)
-        chosen = np.random.default_rng(seed).choice(n, size=k, replace=False) if k else np.zeros(0, np.int64)
-        return finish_selection(chosen, {}, started)
+    def choose(self, pool: Dataset, k: int, *, seed: int) -> np.ndarray:
+        return np.random.default_rng(seed).choice(len(pool), size=k, replace=False)
 
 
 class Stratified(Selector):
@@ -105,13 +96,12 @@ class Stratified(Selector):
     version = "1"
     description = "Stratified random subset per video/sequence or source (proportional, largest remainder)"
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               by: str = "sequence_id") -> Selection:
-        started = time.perf_counter()
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        _check_column_name(params, "by")
+
+    def choose(self, pool: Dataset, k: int, *, seed: int, by: str = "sequence_id") -> tuple[np.ndarray, dict]:
         n = len(pool)
-        k = subset_size(n, ratio)
-        if n == 0:
-            return finish_selection(np.zeros(0, np.int64), {"by": by, "n_strata": 0}, started)
         strata = _metadata_column(pool, by, self.name)
         _, stratum, counts = np.unique(strata, return_inverse=True, return_counts=True)
         stratum = stratum.reshape(-1)
@@ -122,8 +112,7 @@ class Stratified(Selector):
         order = np.lexsort((rng.random(n), stratum))
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         rank = np.arange(n) - starts[stratum[order]]
-        chosen = order[rank < quota[stratum[order]]]
-        return finish_selection(chosen, {"by": by, "n_strata": int(counts.size)}, started)
+        return order[rank < quota[stratum[order]]], {"by": by, "n_strata": int(counts.size)}
 
 
 class Oracle(Selector):
@@ -146,13 +135,12 @@ class Oracle(Selector):
     #: tiers in the order they are kept
     tiers = ("core", "near_duplicate", "invalid")
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               by: str = "scene_id") -> Selection:
-        started = time.perf_counter()
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        _check_column_name(params, "by")
+
+    def choose(self, pool: Dataset, k: int, *, seed: int, by: str = "scene_id") -> tuple[np.ndarray, dict]:
         n = len(pool)
-        k = subset_size(n, ratio)
-        if n == 0:
-            return finish_selection(np.zeros(0, np.int64), {"kept_by_kind": {}}, started)
         metadata = _pool_metadata(pool)  # fetched once: a pool may build it on every call
         kind = _metadata_column(pool, "kind", self.name, metadata).astype(str)
         unknown = sorted(set(np.unique(kind)) - set(self.tiers))
@@ -170,8 +158,7 @@ class Oracle(Selector):
         rank[by_group] = np.arange(n) - run_start
         chosen = np.lexsort((np.arange(n), group, rank, tier))[:k]
         kinds, counts = np.unique(kind[chosen], return_counts=True)
-        kept_by_kind = {str(a): int(b) for a, b in zip(kinds, counts)}
-        return finish_selection(chosen, {"kept_by_kind": kept_by_kind}, started)
+        return chosen, {"kept_by_kind": {str(a): int(b) for a, b in zip(kinds, counts)}}
 
 
 @hookimpl

@@ -26,16 +26,17 @@ import heapq
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import SelectionError
+from delbench.errors import ConfigError, SelectionError
 from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selection, Selector
-from delbench.subset import check_positive_int, finish_selection, largest_remainder, selection_target
-from delbench_plugins.lib.clustering import (DEFAULT_CHUNK, DEFAULT_ITERATIONS, cluster_members, faiss_available, kmeans,
-                                         normalized_rows, single_threaded_blas)
+from delbench.interfaces import Dataset, Selector
+from delbench.params import check_choice, check_int
+from delbench.subset import largest_remainder
+from delbench_plugins.lib.clustering import (DEFAULT_CHUNK, DEFAULT_ITERATIONS, check_kmeans_params, cluster_members,
+                                             faiss_available, kmeans, normalized_rows, single_threaded_blas)
 
 #: partitions are split again when k-means leaves one bigger than this many times the target
 OVERSIZE_FACTOR = 2
@@ -44,10 +45,6 @@ MAX_SPLIT_ROUNDS = 3
 
 
 # --- shared machinery -----------------------------------------------------------------------
-
-
-def _optional_positive_int(name: str, value: Any) -> int | None:
-    return None if value is None else check_positive_int(name, value)
 
 
 @dataclass(frozen=True)
@@ -140,41 +137,37 @@ def partition_rows(embeddings: Any, members: np.ndarray, projection: np.ndarray 
 class CoresetSetup:
     """What every coreset selector starts from (:meth:`_CoresetSelector._set_up`)."""
 
-    embeddings: Any
-    n: int
-    budget: int
     diagnostics: dict[str, Any]
-    #: None when the budget is 0: nothing is partitioned or projected then
-    partitioning: Partitioning | None = None
+    partitioning: Partitioning
     projection: np.ndarray | None = None
 
 
 class _CoresetSelector(Selector):
-    """Common set-up: validated embeddings, the target size, the partitions, the projection."""
+    """Common parameters and set-up: the partitions and the projection."""
 
     requires_embeddings = True
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_kmeans_params(params)
+        check_int(params, "partition_size", 1)
+        check_int(params, "projection_dim", 1, allow_none=True)
+
     @staticmethod
-    def _set_up(pool: Dataset, ratio: float, embeddings: Any, *, seed: int, partition_size: Any,
-                projection_dim: Any, kmeans_iterations: int, kmeans_backend: str,
-                diagnostics: dict[str, Any] | None = None) -> CoresetSetup:
-        """Validate the shared inputs, then (budget > 0) partition the pool and draw the projection.
+    def _set_up(embeddings: Any, *, seed: int, partition_size: int, projection_dim: int | None,
+                kmeans_iterations: int, kmeans_backend: str, diagnostics: dict[str, Any] | None = None) -> CoresetSetup:
+        """Partition the pool and draw the projection.
 
         ``diagnostics`` are the caller's own entries; ``projection_dim`` and the partition
         details are added (``projection_dim`` None when the full dimension is kept).
         """
-        embeddings, n, budget = selection_target(pool, ratio, embeddings)
-        partition_size = check_positive_int("partition_size", partition_size)
-        projection_dim = _optional_positive_int("projection_dim", projection_dim)
         diagnostics = {"projection_dim": projection_dim, **(diagnostics or {})}
-        if budget == 0:
-            return CoresetSetup(embeddings, n, budget, diagnostics)
         partitioning = partition_pool(embeddings, partition_size, seed=seed,
                                       kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
         diagnostics.update(partitioning.diagnostics())
         projection = random_projection(embeddings.shape[1], projection_dim, seed)
         diagnostics["projection_dim"] = None if projection is None else projection.shape[1]
-        return CoresetSetup(embeddings, n, budget, diagnostics, partitioning, projection)
+        return CoresetSetup(diagnostics, partitioning, projection)
 
 
 # --- k-center greedy ------------------------------------------------------------------------
@@ -220,17 +213,13 @@ class KCenterGreedy(_CoresetSelector):
     description = ("k-center greedy core-set (Sener & Savarese 2018): farthest-first within k-means "
                    "partitions on randomly projected embeddings, global heap over partitions")
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               partition_size: int = 10_000, projection_dim: int | None = 128,
-               kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto") -> Selection:
-        started = time.perf_counter()
-        setup = self._set_up(pool, ratio, embeddings, seed=seed, partition_size=partition_size,
-                             projection_dim=projection_dim, kmeans_iterations=kmeans_iterations,
-                             kmeans_backend=kmeans_backend)
-        n, budget, partitioning, diagnostics = setup.n, setup.budget, setup.partitioning, setup.diagnostics
-        if partitioning is None:  # budget 0
-            return finish_selection(np.zeros(0, np.int64), diagnostics, started)
-        rows = rows_in_partition_order(setup.embeddings, partitioning, setup.projection)
+    def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, partition_size: int = 10_000,
+               projection_dim: int | None = 128, kmeans_iterations: int = DEFAULT_ITERATIONS,
+               kmeans_backend: str = "auto") -> tuple[np.ndarray, dict]:
+        setup = self._set_up(embeddings, seed=seed, partition_size=partition_size, projection_dim=projection_dim,
+                             kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
+        n, budget, partitioning, diagnostics = len(pool), k, setup.partitioning, setup.diagnostics
+        rows = rows_in_partition_order(embeddings, partitioning, setup.projection)
         squared = np.einsum("ij,ij->i", rows, rows)
         offsets = partitioning.offsets
         count = len(partitioning.members)
@@ -276,7 +265,7 @@ class KCenterGreedy(_CoresetSelector):
                      default=0.0)
         diagnostics.update({"radius": float(np.sqrt(max(radius, 0.0))),
                             "partitions_without_centre": int(count - covered.sum())})
-        return finish_selection(partitioning.order[np.asarray(chosen, np.int64)], diagnostics, started)
+        return partitioning.order[np.asarray(chosen, np.int64)], diagnostics
 
 
 # --- herding --------------------------------------------------------------------------------
@@ -337,17 +326,13 @@ class Herding(_CoresetSelector):
                    "per k-means partition with proportional budgets and error carried over")
     deterministic_in_seed = True
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               partition_size: int = 2_000, projection_dim: int | None = None,
-               kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto") -> Selection:
-        started = time.perf_counter()
-        setup = self._set_up(pool, ratio, embeddings, seed=seed, partition_size=partition_size,
-                             projection_dim=projection_dim, kmeans_iterations=kmeans_iterations,
-                             kmeans_backend=kmeans_backend)
-        embeddings, projection = setup.embeddings, setup.projection
-        n, budget, partitioning, diagnostics = setup.n, setup.budget, setup.partitioning, setup.diagnostics
-        if partitioning is None:  # budget 0
-            return finish_selection(np.zeros(0, np.int64), diagnostics, started)
+    def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, partition_size: int = 2_000,
+               projection_dim: int | None = None, kmeans_iterations: int = DEFAULT_ITERATIONS,
+               kmeans_backend: str = "auto") -> tuple[np.ndarray, dict]:
+        setup = self._set_up(embeddings, seed=seed, partition_size=partition_size, projection_dim=projection_dim,
+                             kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
+        projection = setup.projection
+        n, budget, partitioning, diagnostics = len(pool), k, setup.partitioning, setup.diagnostics
         sizes = np.array([m.size for m in partitioning.members])
         # float quotas, as herding version 1 always used: there, remainders equal on paper are
         # ordered by float rounding, not by position as exact integer quotas would; the two differ
@@ -361,7 +346,7 @@ class Herding(_CoresetSelector):
                 picked, error = herd(rows, quota, budget * size / n, error)
                 chosen.append(members[picked])
         diagnostics["mean_error"] = float(np.linalg.norm(error) / budget)
-        return finish_selection(np.concatenate(chosen), diagnostics, started)
+        return np.concatenate(chosen), diagnostics
 
 
 # --- facility location ----------------------------------------------------------------------
@@ -491,21 +476,26 @@ class FacilityLocation(_CoresetSelector):
                    "maximised by lazy greedy (Minoux)")
     deterministic_in_seed = True
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               n_neighbors: int = 10, partition_size: int = 5_000, projection_dim: int | None = 128,
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_int(params, "n_neighbors", 1)
+        check_choice(params, "knn_backend", ("auto", *KNN_BACKENDS))
+        if params.get("knn_backend") == "faiss" and not faiss_available():
+            raise ConfigError("knn_backend 'faiss' needs faiss, which is not installed "
+                              "(pip install 'delbench[faiss]', or use 'numpy' or 'auto')")
+
+    def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, n_neighbors: int = 10,
+               partition_size: int = 5_000, projection_dim: int | None = 128,
                kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto",
-               knn_backend: str = "auto") -> Selection:
+               knn_backend: str = "auto") -> tuple[np.ndarray, dict]:
         started = time.perf_counter()
-        n_neighbors = check_positive_int("n_neighbors", n_neighbors)
         knn_backend = resolve_knn_backend(knn_backend)
-        setup = self._set_up(pool, ratio, embeddings, seed=seed, partition_size=partition_size,
-                             projection_dim=projection_dim, kmeans_iterations=kmeans_iterations,
-                             kmeans_backend=kmeans_backend,
+        setup = self._set_up(embeddings, seed=seed, partition_size=partition_size, projection_dim=projection_dim,
+                             kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend,
                              diagnostics={"n_neighbors": n_neighbors, "knn_backend": knn_backend})
-        n, budget, partitioning, diagnostics = setup.n, setup.budget, setup.partitioning, setup.diagnostics
-        if partitioning is None:  # budget 0
-            return finish_selection(np.zeros(0, np.int64), diagnostics, started)
-        rows = rows_in_partition_order(setup.embeddings, partitioning, setup.projection)
+        n, budget, partitioning, diagnostics = len(pool), k, setup.partitioning, setup.diagnostics
+        rows = rows_in_partition_order(embeddings, partitioning, setup.projection)
         if setup.projection is not None:  # back onto the unit sphere, so inner product = cosine
             norms = np.sqrt(np.einsum("ij,ij->i", rows, rows))
             np.divide(rows, norms[:, None], out=rows, where=norms[:, None] > 0)
@@ -523,7 +513,7 @@ class FacilityLocation(_CoresetSelector):
             n, np.concatenate(sources), np.concatenate(targets), np.concatenate(weights), budget)
         diagnostics.update({"coverage": objective / n, "gain_evaluations": evaluations,
                             "graph_time_s": round(graphed - started, 3)})
-        return finish_selection(partitioning.order[picked], diagnostics, started)
+        return partitioning.order[picked], diagnostics
 
 
 @hookimpl

@@ -1,17 +1,17 @@
 """Difficulty-based selectors: coverage-centric coreset selection (CCS) and MAE-loss ranking."""
 from __future__ import annotations
 
-import time
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from delbench.errors import SelectionError
 from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selection, Selector
-from delbench.subset import check_positive_int, finish_selection, lowest_first, selection_target, subset_size
-from delbench_plugins.lib.clustering import (DEFAULT_ITERATIONS, KEEP_CHOICES, check_choice, kmeans,
-                                         kmeans_diagnostics, resolve_n_clusters)
+from delbench.interfaces import Dataset, Selector
+from delbench.params import check_choice, check_int, check_number
+from delbench.subset import lowest_first
+from delbench_plugins.lib.clustering import (DEFAULT_ITERATIONS, KEEP_CHOICES, check_kmeans_params, kmeans,
+                                             kmeans_diagnostics, resolve_n_clusters)
 
 # --- coverage-centric coreset selection -----------------------------------------------------
 
@@ -74,20 +74,18 @@ class CoverageCentricSelection(Selector):
         "centroid_distance": centroid_distance_score,
     }
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               score: str = "centroid_distance", hard_prune: float = 0.1, n_strata: int = 50,
-               n_clusters: int | None = None, kmeans_iterations: int = DEFAULT_ITERATIONS,
-               kmeans_backend: str = "auto") -> Selection:
-        started = time.perf_counter()
-        embeddings, n, budget = selection_target(pool, ratio, embeddings)
-        if score not in self.score_functions:
-            raise SelectionError(f"ccs: score must be one of {sorted(self.score_functions)}, got {score!r}")
-        if isinstance(hard_prune, bool) or not isinstance(hard_prune, (int, float)) or not 0.0 <= hard_prune < 1.0:
-            raise SelectionError(f"ccs: hard_prune is a fraction in [0, 1), got {hard_prune!r}")
-        n_strata = check_positive_int("n_strata", n_strata)
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_kmeans_params(params)
+        check_choice(params, "score", tuple(sorted(cls.score_functions)))
+        check_number(params, "hard_prune", 0.0, 1.0, high_open=True)
+        check_int(params, "n_strata", 1)
+
+    def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, score: str = "centroid_distance",
+               hard_prune: float = 0.1, n_strata: int = 50, n_clusters: int | None = None,
+               kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto") -> tuple[np.ndarray, dict]:
+        n, budget = len(pool), k
         diagnostics: dict[str, Any] = {"score": score, "n_strata": n_strata}
-        if budget == 0:
-            return finish_selection(np.zeros(0, np.int64), diagnostics, started)
         difficulty, score_info = self.score_functions[score](
             embeddings, seed=seed, n_clusters=n_clusters, kmeans_iterations=kmeans_iterations,
             kmeans_backend=kmeans_backend)
@@ -117,7 +115,7 @@ class CoverageCentricSelection(Selector):
             "stratum_sizes": sizes.tolist(),
             "stratum_allocation": allocation.tolist(),
         })
-        return finish_selection(np.concatenate(chosen), diagnostics, started)
+        return np.concatenate(chosen), diagnostics
 
 
 # --- MAE reconstruction loss ----------------------------------------------------------------
@@ -146,19 +144,18 @@ class MAELoss(Selector):
     #: the ranking itself uses no randomness; the seed only fixes the backbone's masks
     deterministic_in_seed = True
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               backbone: Any = None, keep: str = "hard", batch_size: int = 64) -> Selection:
-        started = time.perf_counter()
-        n = len(pool)
-        budget = subset_size(n, ratio)
-        if backbone is None or not callable(getattr(backbone, "reconstruction_loss", None)):
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_choice(params, "keep", KEEP_CHOICES)
+        check_int(params, "batch_size", 1)
+
+    def choose(self, pool: Dataset, k: int, *, seed: int, backbone: Any, keep: str = "hard",
+               batch_size: int = 64) -> tuple[np.ndarray, dict]:
+        n, budget = len(pool), k
+        if not callable(getattr(backbone, "reconstruction_loss", None)):
             raise SelectionError("mae_loss needs the current backbone (keyword 'backbone=' with a "
                                  f"reconstruction_loss method), got {type(backbone).__name__}")
-        check_choice("mae_loss: keep", keep, KEEP_CHOICES)
-        batch_size = check_positive_int("batch_size", batch_size)
         diagnostics: dict[str, Any] = {"keep": keep}
-        if budget == 0:
-            return finish_selection(np.zeros(0, np.int64), diagnostics, started)
         losses = np.empty(n, np.float64)
         for start in range(0, n, batch_size):
             indices = np.arange(start, min(n, start + batch_size), dtype=np.int64)
@@ -176,7 +173,7 @@ class MAELoss(Selector):
             "mean_loss_kept": float(losses[kept].mean()),
             "mean_loss_removed": float(losses[removed].mean()) if removed.size else None,
         })
-        return finish_selection(kept, diagnostics, started)
+        return kept, diagnostics
 
 
 @hookimpl

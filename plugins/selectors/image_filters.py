@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import functools
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from delbench.errors import SelectionError
+from delbench.errors import ConfigError, SelectionError
 from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selection, Selector
-from delbench.subset import check_positive_int, finish_selection, lowest_first, subset_size
+from delbench.interfaces import Dataset, Selector
+from delbench.params import check_bool, check_int, check_number
+from delbench.subset import lowest_first
 
 #: ITU-R BT.601 luma weights (what PIL's "L" mode uses)
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
@@ -23,6 +24,8 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 PHASH_THUMBNAIL = 32
 PHASH_FREQUENCIES = 8
 HASH_BITS = PHASH_FREQUENCIES * PHASH_FREQUENCIES  # 64: one uint64 per frame
+#: grey levels below / above which a pixel counts as badly exposed (quality_filter defaults)
+DARK_LEVEL, BRIGHT_LEVEL = 20.0, 235.0
 
 
 # --- shared helpers -------------------------------------------------------------------------
@@ -197,18 +200,17 @@ class PHashDedup(Selector):
     version = "1"
     description = "Perceptual-hash (DCT pHash) near-duplicate removal; Hamming threshold searched to hit the ratio"
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               batch_size: int = 256, search_rounds: int = 8, search_window: int = 4,
-               link_consecutive: bool = True) -> Selection:
-        started = time.perf_counter()
-        n = len(pool)
-        budget = subset_size(n, ratio)
-        batch_size = check_positive_int("batch_size", batch_size)
-        search_rounds = check_positive_int("search_rounds", search_rounds, minimum=0)
-        search_window = check_positive_int("search_window", search_window)
-        if n == 0:
-            return finish_selection(np.zeros(0, np.int64), {"threshold": 0}, started)
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_int(params, "batch_size", 1)
+        check_int(params, "search_rounds", 0)
+        check_int(params, "search_window", 1)
+        check_bool(params, "link_consecutive")
 
+    def choose(self, pool: Dataset, k: int, *, seed: int, batch_size: int = 256, search_rounds: int = 8,
+               search_window: int = 4, link_consecutive: bool = True) -> tuple[np.ndarray, dict]:
+        started = time.perf_counter()
+        n, budget = len(pool), k
         hashes = np.empty(n, np.uint64)
         for start, images in iter_image_batches(pool, batch_size):
             hashes[start:start + len(images)] = perceptual_hashes(images)
@@ -263,7 +265,7 @@ class PHashDedup(Selector):
             chosen = np.concatenate([kept, rng.choice(candidates, size=filled, replace=False)])
         else:
             chosen = kept
-        return finish_selection(chosen, {
+        return chosen, {
             "threshold": int(threshold),
             "kept_at_threshold": int(kept.size),
             "filled": int(filled),
@@ -272,7 +274,7 @@ class PHashDedup(Selector):
             "candidate_links": int(a.size),
             "probes": {int(t): int(c) for t, c in sorted(counts.items())},
             "hash_time_s": round(hashed - started, 3),
-        }, started)
+        }
 
 
 # --- image-quality filter -------------------------------------------------------------------
@@ -334,20 +336,19 @@ class QualityFilter(Selector):
     description = "No-reference quality filter (Laplacian blur, exposure, grey entropy); keeps the best frames"
     deterministic_in_seed = True  # a pure ranking of pixel statistics
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               batch_size: int = 256, dark_level: float = 20.0, bright_level: float = 235.0,
-               entropy_bins: int = 64) -> Selection:
-        started = time.perf_counter()
-        n = len(pool)
-        budget = subset_size(n, ratio)
-        batch_size = check_positive_int("batch_size", batch_size)
-        entropy_bins = check_positive_int("entropy_bins", entropy_bins, minimum=2)
-        if not 0.0 <= float(dark_level) < float(bright_level) <= 255.0:
-            raise SelectionError(f"need 0 ≤ dark_level < bright_level ≤ 255, got "
-                                 f"{dark_level!r} and {bright_level!r}")
-        if n == 0:
-            return finish_selection(np.zeros(0, np.int64), {}, started)
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_int(params, "batch_size", 1)
+        check_int(params, "entropy_bins", 2)
+        check_number(params, "dark_level", 0.0, 255.0)
+        check_number(params, "bright_level", 0.0, 255.0)
+        dark, bright = params.get("dark_level", DARK_LEVEL), params.get("bright_level", BRIGHT_LEVEL)
+        if not dark < bright:
+            raise ConfigError(f"dark_level must be below bright_level, got {dark!r} and {bright!r}")
 
+    def choose(self, pool: Dataset, k: int, *, seed: int, batch_size: int = 256, dark_level: float = DARK_LEVEL,
+               bright_level: float = BRIGHT_LEVEL, entropy_bins: int = 64) -> tuple[np.ndarray, dict]:
+        n, budget = len(pool), k
         measures: dict[str, Callable[[np.ndarray], np.ndarray]] = {
             "sharpness": laplacian_variance,
             "badly_exposed": lambda luma: badly_exposed_share(luma, float(dark_level), float(bright_level)),
@@ -368,13 +369,13 @@ class QualityFilter(Selector):
         removed = np.setdiff1d(np.arange(n), kept)
         limiting = np.bincount(ranks[:, removed].argmin(axis=0), minlength=len(measures))
         names = list(measures)
-        return finish_selection(kept, {
+        return kept, {
             "quality_cut": float(quality[order[budget - 1]]),
             "min_sharpness_kept": float(values["sharpness"][kept].min()),
             "max_badly_exposed_kept": float(values["badly_exposed"][kept].max()),
             "min_entropy_kept": float(values["entropy"][kept].min()),
             "removed_by": {names[i]: int(limiting[i]) for i in range(len(names))},
-        }, started)
+        }
 
 
 @hookimpl

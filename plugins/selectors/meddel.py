@@ -5,15 +5,14 @@ Built on the per-cluster duplicate score of :mod:`delbench_plugins.lib.cluster_d
 """
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import SelectionError
 from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selection
-from delbench.subset import check_positive_int, finish_selection, lowest_first, selection_target
+from delbench.interfaces import Dataset
+from delbench.params import check_int, check_number
+from delbench.subset import lowest_first
 from delbench_plugins.lib.cluster_duplicates import (DEFAULT_BLOCK_FLOATS, ClusteringSelector, duplicate_scores,
                                                      threshold_value)
 from delbench_plugins.lib.clustering import DEFAULT_ITERATIONS, kmeans_diagnostics
@@ -50,22 +49,21 @@ class MedDEL(ClusteringSelector):
     description = ("MedDEL (arXiv 2401.17542, Alg. 1): k-means, drop centroid-distance outliers > eps, "
                    "then of each pair with cosine > eta drop the one nearer the centroid; eta searched")
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               n_clusters: int | None = None, eps: float = MEDDEL_EPS, max_iterations: int = 1,
-               center: bool = False, kmeans_iterations: int = DEFAULT_ITERATIONS,
-               kmeans_backend: str = "auto", block_floats: int = DEFAULT_BLOCK_FLOATS) -> Selection:
-        started = time.perf_counter()
-        embeddings, n, k = selection_target(pool, ratio, embeddings)
-        if not isinstance(eps, (int, float)) or not 0.0 <= float(eps) <= 2.0:
-            raise SelectionError(f"meddel: eps is a cosine distance in [0, 2], got {eps!r}")
-        check_positive_int("meddel: max_iterations", max_iterations)
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_number(params, "eps", 0.0, 2.0)  # a cosine distance
+        check_int(params, "max_iterations", 1)
+
+    def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, n_clusters: int | None = None,
+               eps: float = MEDDEL_EPS, max_iterations: int = 1, center: bool = False,
+               kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto",
+               block_floats: int = DEFAULT_BLOCK_FLOATS) -> tuple[np.ndarray, dict[str, Any]]:
+        n = len(pool)
         diagnostics: dict[str, Any] = {"eps": float(eps), "max_iterations": int(max_iterations),
                                        "center": bool(center)}
-        offset = self._offset(embeddings, center)
-        if k == 0:
-            return finish_selection(np.zeros(0, np.int64), {**diagnostics, "eta": None}, started)
-        clustering = self._cluster(embeddings, seed=seed, n_clusters=n_clusters, kmeans_iterations=kmeans_iterations,
-                                   kmeans_backend=kmeans_backend, offset=offset)
+        offset, clustering = self._centred_clusters(embeddings, seed=seed, center=center, n_clusters=n_clusters,
+                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
         distances = clustering.distances
         inlier = distances <= eps
         scores = duplicate_scores(embeddings, clustering, eligible=inlier, keep="hard",
@@ -81,8 +79,7 @@ class MedDEL(ClusteringSelector):
         ties = int(np.count_nonzero(scores[ranked[k:]] == eta)) if ranked.size > k else 0
         diagnostics.update(eta=threshold_value(eta), n_outliers=int(n - np.count_nonzero(inlier)),
                            filled=int(filled), ties_trimmed=ties, **kmeans_diagnostics(clustering))
-        return finish_selection(kept, diagnostics, started)
-
+        return kept, diagnostics
 
 
 @hookimpl

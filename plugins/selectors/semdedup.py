@@ -7,19 +7,17 @@ where the score, its memory bound and ``center`` are documented.
 """
 from __future__ import annotations
 
-import time
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import SelectionError
 from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selection
-from delbench.subset import finish_selection, lowest_first, selection_target, subset_size
+from delbench.interfaces import Dataset
+from delbench.params import check_number
+from delbench.subset import lowest_first, subset_size
 from delbench_plugins.lib.cluster_duplicates import (DEFAULT_BLOCK_FLOATS, ClusteringSelector, duplicate_scores,
                                                      threshold_value)
-from delbench_plugins.lib.clustering import (DEFAULT_ITERATIONS, KEEP_CHOICES, KMeansResult, check_choice,
-                                             kmeans_diagnostics)
+from delbench_plugins.lib.clustering import DEFAULT_ITERATIONS, KMeansResult, kmeans_diagnostics
 
 
 # --- SemDeDup -------------------------------------------------------------------------------
@@ -60,26 +58,18 @@ class SemDeDup(ClusteringSelector):
     description = ("SemDeDup (Abbas et al. 2023): per k-means cluster, drop items with cosine > 1-eps "
                    "to a kept item (keep the one farthest from the centroid); eps searched")
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               n_clusters: int | None = None, keep: str = "hard", center: bool = False,
-               kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto",
-               block_floats: int = DEFAULT_BLOCK_FLOATS) -> Selection:
-        started = time.perf_counter()
-        embeddings, n, k = selection_target(pool, ratio, embeddings)
-        check_choice("semdedup: keep", keep, KEEP_CHOICES)
-        offset = self._offset(embeddings, center)
-        if k == 0:
-            return finish_selection(np.zeros(0, np.int64), {"eps": None, "similarity_threshold": None,
-                                                            "center": bool(center)}, started)
-        clustering = self._cluster(embeddings, seed=seed, n_clusters=n_clusters, kmeans_iterations=kmeans_iterations,
-                                   kmeans_backend=kmeans_backend, offset=offset)
+    def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, n_clusters: int | None = None,
+               keep: str = "hard", center: bool = False, kmeans_iterations: int = DEFAULT_ITERATIONS,
+               kmeans_backend: str = "auto", block_floats: int = DEFAULT_BLOCK_FLOATS) -> tuple[np.ndarray, dict]:
+        offset, clustering = self._centred_clusters(embeddings, seed=seed, center=center, n_clusters=n_clusters,
+                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
         kept, threshold, ties = semdedup_keep(embeddings, clustering, k, keep=keep, block_floats=block_floats,
                                               offset=offset)
         diagnostics = {"similarity_threshold": threshold,
                        "eps": None if threshold is None else round(1.0 - threshold, 7),
                        "keep": keep, "center": bool(center), "ties_trimmed": ties,
                        **kmeans_diagnostics(clustering)}
-        return finish_selection(kept, diagnostics, started)
+        return kept, diagnostics
 
 
 # --- SSL prototypes ---------------------------------------------------------------------------
@@ -110,23 +100,16 @@ class Prototypes(ClusteringSelector):
     description = ("SSL prototypes (Sorscher et al. 2022): cosine distance to the k-means centroid, "
                    "keep the hardest (farthest) or easiest items")
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               keep: str = "hard", n_clusters: int | None = None, center: bool = False,
-               kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto") -> Selection:
-        started = time.perf_counter()
-        embeddings, n, k = selection_target(pool, ratio, embeddings)
-        check_choice("prototypes: keep", keep, KEEP_CHOICES)
-        offset = self._offset(embeddings, center)
-        if k == 0:
-            return finish_selection(np.zeros(0, np.int64), {"keep": keep, "distance_threshold": None,
-                                                            "center": bool(center)}, started)
-        clustering = self._cluster(embeddings, seed=seed, n_clusters=n_clusters, kmeans_iterations=kmeans_iterations,
-                                   kmeans_backend=kmeans_backend, offset=offset)
-        kept = prototype_keep(clustering.distances, np.arange(n), k, keep)
+    def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, keep: str = "hard",
+               n_clusters: int | None = None, center: bool = False, kmeans_iterations: int = DEFAULT_ITERATIONS,
+               kmeans_backend: str = "auto") -> tuple[np.ndarray, dict]:
+        offset, clustering = self._centred_clusters(embeddings, seed=seed, center=center, n_clusters=n_clusters,
+                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
+        kept = prototype_keep(clustering.distances, np.arange(len(pool)), k, keep)
         diagnostics = {"keep": keep, "center": bool(center),
                        "distance_threshold": float(clustering.distances[kept[-1]]),
                        **kmeans_diagnostics(clustering)}
-        return finish_selection(kept, diagnostics, started)
+        return kept, diagnostics
 
 
 # --- D4 -------------------------------------------------------------------------------------
@@ -152,29 +135,27 @@ class D4(ClusteringSelector):
     description = ("D4 (Tirumala et al. 2023): SemDeDup to an intermediate ratio, re-cluster, then "
                    "SSL prototypes (keep hard) to the final ratio")
 
-    def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               dedup_ratio: float = 0.75, n_clusters: int | None = None, center: bool = False,
-               kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto",
-               block_floats: int = DEFAULT_BLOCK_FLOATS) -> Selection:
-        started = time.perf_counter()
-        embeddings, n, k = selection_target(pool, ratio, embeddings)
-        if not isinstance(dedup_ratio, (int, float)) or not 0.0 < float(dedup_ratio) <= 1.0:
-            raise SelectionError(f"d4: dedup_ratio must be in (0, 1], got {dedup_ratio!r}")
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_number(params, "dedup_ratio", 0.0, 1.0, low_open=True)
+
+    def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, dedup_ratio: float = 0.75,
+               n_clusters: int | None = None, center: bool = False, kmeans_iterations: int = DEFAULT_ITERATIONS,
+               kmeans_backend: str = "auto", block_floats: int = DEFAULT_BLOCK_FLOATS) -> tuple[np.ndarray, dict]:
+        n = len(pool)
         diagnostics: dict[str, Any] = {"dedup_ratio": float(dedup_ratio), "center": bool(center)}
         # one offset (the whole pool's mean) for both stages: the survivors are measured in
         # the same geometry they were deduplicated in
-        offset = self._offset(embeddings, center)
-        if k == 0:
-            return finish_selection(np.zeros(0, np.int64), diagnostics, started)
-        clustering = self._cluster(embeddings, seed=seed, n_clusters=n_clusters, kmeans_iterations=kmeans_iterations,
-                                   kmeans_backend=kmeans_backend, offset=offset)
+        offset, clustering = self._centred_clusters(embeddings, seed=seed, center=center, n_clusters=n_clusters,
+                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
         intermediate = max(k, subset_size(n, float(dedup_ratio)))
         deduplicated, threshold, _ = semdedup_keep(embeddings, clustering, intermediate, keep="hard",
                                                    block_floats=block_floats, offset=offset)
         diagnostics.update(n_after_dedup=int(intermediate), similarity_threshold=threshold,
                            **kmeans_diagnostics(clustering))
         if intermediate == k:
-            return finish_selection(deduplicated, diagnostics, started)
+            return deduplicated, diagnostics
         survivors = np.sort(deduplicated)
         # seed + 1: the second clustering must not just replay the first one's sample
         second = self._cluster(embeddings, seed=seed + 1, n_clusters=n_clusters,
@@ -183,7 +164,7 @@ class D4(ClusteringSelector):
         chosen = prototype_keep(second.distances, np.arange(survivors.size), k, "hard")
         diagnostics.update(n_clusters_prototypes=second.n_clusters,
                            distance_threshold=float(second.distances[chosen[-1]]))
-        return finish_selection(survivors[chosen], diagnostics, started)
+        return survivors[chosen], diagnostics
 
 
 @hookimpl
