@@ -67,6 +67,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     from delbench import plugins
     from delbench.config import PluginSpec
     from delbench.errors import ConfigError
+    from delbench.params import check_plugin_params
     from delbench.results import atomic_save_npy
     from delbench.runner import build
     from delbench.subset import run_selector
@@ -74,9 +75,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     dataset_params = _key_values(args.dataset_param, "--dataset-param")
     if args.root:
         dataset_params["root"] = args.root
-    pool = build("dataset", PluginSpec(args.dataset, dataset_params), split=args.split)
     cls = plugins.get_selector(args.selector)
     params = _key_values(args.set, "--set")
+    check_plugin_params("selector", cls, params, f"--set ({args.selector})")  # before the pool is built
+    pool = build("dataset", PluginSpec(args.dataset, dataset_params), where=f"--dataset-param ({args.dataset})",
+                 split=args.split)
     if getattr(cls, "requires_embeddings", False) and not args.embeddings:
         raise ConfigError(f"selector '{args.selector}' needs --embeddings FILE.npy (n × d, row i = item i); "
                           f"'delbench run' computes and caches them for you")

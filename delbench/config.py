@@ -7,18 +7,23 @@ so its canonical JSON hash (``config_sha256``) identifies comparable results.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from delbench.errors import ConfigError
+from delbench.params import (check_choice, check_int, check_known_keys, check_number, check_path,
+                             check_plugin_params, is_int, is_number)
 
 BUDGET_RULES = ("compute_matched", "epoch_matched")
-TOP_LEVEL_KEYS = {"protocol", "pool", "selectors", "ratios", "seeds", "backbone", "pretrain",
-                  "embedding", "tasks", "normdel", "runtime", "generalization", "references"}
+TOP_LEVEL_KEYS = ("protocol", "pool", "selectors", "ratios", "seeds", "backbone", "pretrain",
+                  "embedding", "tasks", "normdel", "runtime", "generalization", "references")
+#: settings that change how a run executes, never its results (not hashed into config_sha256)
+RUNTIME_KEYS = ("cache_dir",)
 
 
 def _freeze(value: Any) -> Any:
@@ -30,17 +35,16 @@ def _freeze(value: Any) -> Any:
     return value
 
 
-def _section(raw: Mapping[str, Any], key: str, allowed: set[str], required: set[str] = frozenset()) -> dict:
+def _section(raw: Mapping[str, Any], key: str, allowed: set[str] | tuple[str, ...],
+             required: set[str] = frozenset()) -> dict:
     value = raw.get(key, {})
     if not isinstance(value, Mapping):
-        raise ConfigError(f"'{key}' must be a dict, got {type(value).__name__}")
+        raise ConfigError(f"{key} must be a dict, got {value!r}")
     value = _freeze(value)
-    unknown = set(value) - allowed
-    if unknown:
-        raise ConfigError(f"unknown key(s) in '{key}': {sorted(unknown)}; allowed: {sorted(allowed)}")
-    missing = required - set(value)
+    check_known_keys(value, tuple(allowed), key)
+    missing = sorted(set(required) - set(value))
     if missing:
-        raise ConfigError(f"'{key}' needs key(s) {sorted(missing)}")
+        raise ConfigError(f"{key}: missing key {missing[0]!r}; required: {', '.join(sorted(required))}")
     return value
 
 
@@ -163,6 +167,13 @@ class Protocol:
     def selector_ratios(self, selector: SelectorSpec) -> tuple[float, ...]:
         return selector.ratios if selector.ratios is not None else self.ratios
 
+    def dataset_arguments(self, dataset: PluginSpec, split: str) -> dict[str, Any]:
+        """What the harness passes a dataset besides its params: the ``split`` and, unless the
+        dataset's params set one, the backbone's ``image_size`` (datasets load at the size the
+        backbone takes)."""
+        size = self.backbone.params.get("image_size")
+        return {"split": split, **({"image_size": size} if size and "image_size" not in dataset.params else {})}
+
 
 def protocol_sha256(protocol: Mapping[str, Any]) -> str:
     """Hash of everything that defines results: ``Protocol.to_dict()`` without ``runtime``."""
@@ -173,78 +184,118 @@ def protocol_sha256(protocol: Mapping[str, Any]) -> str:
 def _plugin(value: Any, where: str) -> PluginSpec:
     if isinstance(value, str):
         return PluginSpec(value)
-    if not isinstance(value, Mapping) or "name" not in value:
+    if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
         raise ConfigError(f"{where} must be a name or dict(name=..., params=dict(...)), got {value!r}")
-    unknown = set(value) - {"name", "params"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)} (put settings under 'params')")
-    return PluginSpec(str(value["name"]), _freeze(value.get("params", {}) or {}))
+    check_known_keys(value, ("name", "params"), where, hint=" (put settings under 'params')")
+    params = value.get("params") or {}
+    if not isinstance(params, Mapping):
+        raise ConfigError(f"{where}.params must be a dict, got {params!r}")
+    return PluginSpec(str(value["name"]), _freeze(params))
 
 
 def _ratios(values: Any, where: str) -> tuple[float, ...]:
     if not isinstance(values, (list, tuple)) or not values:
-        raise ConfigError(f"{where} must be a non-empty list of ratios in (0, 1]")
-    ratios = tuple(float(v) for v in values)
-    bad = [r for r in ratios if not 0.0 < r <= 1.0]
+        raise ConfigError(f"{where} must be a non-empty list of ratios in (0, 1], got {values!r}")
+    bad = [v for v in values if not is_number(v) or not 0.0 < v <= 1.0]
     if bad:
         raise ConfigError(f"{where}: ratios must be in (0, 1], got {bad}")
+    ratios = tuple(float(v) for v in values)
     if len(set(ratios)) != len(ratios):
         raise ConfigError(f"{where}: duplicate ratios {list(ratios)}")
     return ratios
 
 
+def _seeds(values: Any) -> tuple[int, ...]:
+    if not isinstance(values, (list, tuple)) or not values:
+        raise ConfigError(f"seeds must list at least one integer seed ≥ 0, got {values!r}")
+    bad = [v for v in values if not is_int(v) or v < 0]
+    if bad:
+        raise ConfigError(f"seeds must be integers ≥ 0, got {bad[0]!r} in {list(values)}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"seeds must be distinct, got {list(values)}")
+    return tuple(int(v) for v in values)
+
+
+@contextlib.contextmanager
+def _in_section(section: str) -> Iterator[None]:
+    """Name the section in the one-line errors of the value checks run inside."""
+    try:
+        yield
+    except ConfigError as exc:
+        raise ConfigError(f"{section}.{exc}") from None
+
+
+def _strings(values: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{where} must be a list of names, got {values!r}")
+    return tuple(values)
+
+
 def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
-    """Validate a plain dict (a loaded config) into a :class:`Protocol`."""
-    unknown = {k for k in raw if not k.startswith("_")} - TOP_LEVEL_KEYS
-    if unknown:
-        raise ConfigError(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(TOP_LEVEL_KEYS)}")
+    """Validate a plain dict (a loaded config) into a :class:`Protocol`: every key, every
+    value and every plugin parameter (:func:`check_plugins`), before any work."""
+    check_known_keys({k: v for k, v in raw.items() if not k.startswith("_")}, TOP_LEVEL_KEYS, "protocol file",
+                     noun="top-level key")
     meta = _section(raw, "protocol", {"name", "version", "description"}, {"name", "version"})
     pool = _plugin(raw.get("pool"), "pool")
     selectors = []
     for i, entry in enumerate(raw.get("selectors") or []):
-        entry = {"name": entry} if isinstance(entry, str) else dict(_freeze(entry))
-        ratios = entry.pop("ratios", None)
-        spec = _plugin(entry, f"selectors[{i}]")
+        entry = {"name": entry} if isinstance(entry, str) else _freeze(entry)
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"selectors[{i}] must be a name or dict(name=..., params=..., ratios=...), got {entry!r}")
+        check_known_keys(entry, ("name", "params", "ratios"), f"selectors[{i}]")
+        spec = _plugin({k: v for k, v in entry.items() if k != "ratios"}, f"selectors[{i}]")
+        ratios = entry.get("ratios")
         selectors.append(SelectorSpec(spec.name, spec.params,
                                       None if ratios is None else _ratios(ratios, f"selectors[{i}].ratios")))
     if not selectors:
         raise ConfigError("'selectors' must list at least one selector")
-    seeds = tuple(int(s) for s in (raw.get("seeds") or ()))
-    if not seeds:
-        raise ConfigError("'seeds' must list at least one integer seed")
+    seeds = _seeds(raw.get("seeds"))
     pre = _section(raw, "pretrain", {"budget", "reference_epochs", "batch_size", "optimizer", "checkpoint_epochs"},
                    {"budget", "reference_epochs", "batch_size"})
-    if pre["budget"] not in BUDGET_RULES:
-        raise ConfigError(f"pretrain.budget must be one of {BUDGET_RULES}, got {pre['budget']!r}")
-    if float(pre["reference_epochs"]) <= 0 or int(pre["batch_size"]) < 1:
-        raise ConfigError("pretrain.reference_epochs must be > 0 and pretrain.batch_size ≥ 1")
+    with _in_section("pretrain"):
+        check_choice(pre, "budget", BUDGET_RULES)
+        check_number(pre, "reference_epochs", 0.0, None, low_open=True)
+        check_int(pre, "batch_size", 1)
+        if not isinstance(pre.get("optimizer", {}), Mapping):
+            raise ConfigError(f"optimizer must be a dict, got {pre['optimizer']!r}")
+        epochs = pre.get("checkpoint_epochs", [])
+        if not isinstance(epochs, (list, tuple)) or not all(is_number(e) and e > 0 for e in epochs):
+            raise ConfigError(f"checkpoint_epochs must be a list of epochs > 0, got {epochs!r}")
     pretrain = PretrainSpec(pre["budget"], float(pre["reference_epochs"]), int(pre["batch_size"]),
-                            dict(pre.get("optimizer", {})),
-                            tuple(float(e) for e in pre.get("checkpoint_epochs", ())))
+                            dict(pre.get("optimizer", {})), tuple(float(e) for e in epochs))
     emb = _section(raw, "embedding", {"checkpoint", "warmup_steps", "batch_size", "dtype"})
-    if emb.get("dtype", "float16") not in ("float16", "float32"):
-        raise ConfigError("embedding.dtype must be 'float16' or 'float32'")
+    with _in_section("embedding"):
+        check_path(emb, "checkpoint")
+        check_int(emb, "warmup_steps", 0)
+        check_int(emb, "batch_size", 1)
+        check_choice(emb, "dtype", ("float16", "float32"))
     embedding = EmbeddingSpec(emb.get("checkpoint"), int(emb.get("warmup_steps", 0)),
                               int(emb.get("batch_size", 256)), emb.get("dtype", "float16"))
     tasks = []
     for i, entry in enumerate(raw.get("tasks") or []):
         entry = _freeze(entry)
-        allowed = {"name", "dataset", "params", "train_split", "test_split"}
-        if not isinstance(entry, Mapping) or "name" not in entry or "dataset" not in entry:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str) or "dataset" not in entry:
             raise ConfigError(f"tasks[{i}] must be dict(name=..., dataset=dict(name=..., params=...), params=...)")
-        if set(entry) - allowed:
-            raise ConfigError(f"tasks[{i}]: unknown key(s) {sorted(set(entry) - allowed)}")
-        tasks.append(TaskSpec(entry["name"], _plugin(entry["dataset"], f"tasks[{i}].dataset"),
-                              dict(entry.get("params", {})), entry.get("train_split", "train"),
-                              entry.get("test_split", "test")))
+        check_known_keys(entry, ("name", "dataset", "params", "train_split", "test_split"), f"tasks[{i}]")
+        task = _plugin({k: entry[k] for k in ("name", "params") if k in entry}, f"tasks[{i}]")
+        splits = {key: entry.get(key, default) for key, default in (("train_split", "train"), ("test_split", "test"))}
+        for key, split in splits.items():
+            if not isinstance(split, str):
+                raise ConfigError(f"tasks[{i}].{key} must be a split name, got {split!r}")
+        tasks.append(TaskSpec(task.name, _plugin(entry["dataset"], f"tasks[{i}].dataset"), task.params, **splits))
     if not tasks:
         raise ConfigError("'tasks' must list at least one downstream task")
     normdel = _section(raw, "normdel", {"alpha"})
+    with _in_section("normdel"):
+        check_number(normdel, "alpha", 0.0, None, low_open=True)
     alpha = float(normdel.get("alpha", 1.0))
-    if alpha <= 0:
-        raise ConfigError(f"normdel.alpha must be > 0, got {alpha}")
+    runtime = _section(raw, "runtime", RUNTIME_KEYS)
+    with _in_section("runtime"):
+        check_path(runtime, "cache_dir")
     gen = _section(raw, "generalization", {"datasets", "selectors", "ratios"})
-    generalization = GeneralizationSpec(tuple(gen.get("datasets", ())), tuple(gen.get("selectors", ())),
+    generalization = GeneralizationSpec(_strings(gen.get("datasets", ()), "generalization.datasets"),
+                                        _strings(gen.get("selectors", ()), "generalization.selectors"),
                                         _ratios(gen["ratios"], "generalization.ratios") if gen.get("ratios") else ())
     task_datasets = {t.dataset.name for t in tasks}
     missing = [d for d in generalization.datasets if d not in task_datasets]
@@ -253,42 +304,69 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
                           f"({sorted(task_datasets)})")
     references = []
     for i, entry in enumerate(raw.get("references") or []):
-        if not isinstance(entry, Mapping) or set(entry) != {"label", "checkpoint"}:
-            raise ConfigError(f"references[{i}] must be dict(label=..., checkpoint=PATH)")
+        if not isinstance(entry, Mapping) or set(entry) != {"label", "checkpoint"} or not isinstance(entry["label"], str):
+            raise ConfigError(f"references[{i}] must be dict(label=NAME, checkpoint=PATH or None), got {entry!r}")
+        with _in_section(f"references[{i}]"):
+            check_path(entry, "checkpoint")
         checkpoint = entry["checkpoint"]
-        references.append(ReferenceSpec(str(entry["label"]), None if checkpoint is None else str(checkpoint)))
-    return Protocol(
+        references.append(ReferenceSpec(entry["label"], None if checkpoint is None else str(checkpoint)))
+    protocol = Protocol(
         name=str(meta["name"]), version=str(meta["version"]), description=str(meta.get("description", "")),
         pool=pool, selectors=tuple(selectors), ratios=_ratios(raw.get("ratios"), "ratios"), seeds=seeds,
         backbone=_plugin(raw.get("backbone"), "backbone"), pretrain=pretrain, embedding=embedding,
-        tasks=tuple(tasks), alpha=alpha, runtime=_freeze(raw.get("runtime", {}) or {}),
-        generalization=generalization, references=tuple(references))
+        tasks=tuple(tasks), alpha=alpha, runtime=runtime, generalization=generalization,
+        references=tuple(references))
+    check_plugins(protocol)
+    return protocol
 
 
 def check_plugins(protocol: Protocol) -> None:
-    """Fail before any work on unknown plugin names (with suggestions), ratios a selector
-    cannot run at, a task given a dataset without its role or split, and missing
-    checkpoint files."""
+    """Fail before any work on what only the plugins can tell: unknown names (with
+    suggestions), parameters their signatures do not take or values their ``check_params``
+    refuses, ratios a selector cannot run at, a dataset without the role or split its use
+    needs, and missing checkpoint files. Each error is one line naming the plugin's place in
+    the protocol (``selectors[2] (meddel)``) and the key."""
     from delbench import plugins
 
-    pool = plugins.get("dataset", protocol.pool.name)
-    if "pool" not in pool.roles:
-        raise ConfigError(f"pool: dataset '{protocol.pool.name}' has roles {list(pool.roles)}, not 'pool'")
-    plugins.get("backbone", protocol.backbone.name)
-    for selector in protocol.selectors:
-        fixed = getattr(plugins.get("selector", selector.name), "fixed_ratio", None)
+    def where(place: str, spec: PluginSpec) -> str:
+        return f"{place} ({spec.name})"
+
+    def check_dataset(place: str, spec: PluginSpec, split: str, role: str, user: str) -> None:
+        dataset = plugins.get("dataset", spec.name)
+        if role not in dataset.roles:
+            raise ConfigError(f"{where(place, spec)}: the dataset has roles {list(dataset.roles)}, "
+                              f"but {user} needs the role {role!r}")
+        if split not in dataset.splits:
+            raise ConfigError(f"{where(place, spec)}: the dataset has splits {list(dataset.splits)}, "
+                              f"but {user} needs split {split!r}")
+        check_plugin_params("dataset", dataset, spec.params, where(place, spec),
+                            harness=protocol.dataset_arguments(spec, split))
+
+    backbone = plugins.get("backbone", protocol.backbone.name)
+    check_plugin_params("backbone", backbone, protocol.backbone.params, where("backbone", protocol.backbone))
+    check_optimizer = getattr(backbone, "check_optimizer", None)
+    if callable(check_optimizer):
+        try:
+            check_optimizer(protocol.pretrain.optimizer)
+        except ConfigError as exc:
+            raise ConfigError(f"pretrain.optimizer ({protocol.backbone.name}): {exc}") from None
+    check_dataset("pool", protocol.pool, "all", "pool", "the pool")
+    for i, selector in enumerate(protocol.selectors):
+        cls = plugins.get("selector", selector.name)
+        check_plugin_params("selector", cls, selector.params, where(f"selectors[{i}]", selector))
+        fixed = getattr(cls, "fixed_ratio", None)
         if fixed is not None and any(abs(fixed - r) > 1e-12 for r in protocol.selector_ratios(selector)):
-            raise ConfigError(f"selector '{selector.name}' only runs at ratio {fixed}; give it "
+            raise ConfigError(f"{where(f'selectors[{i}]', selector)}: only runs at ratio {fixed}; give it "
                               f"ratios=[{fixed}] in the protocol")
-    for checkpoint in [protocol.embedding.checkpoint] + [r.checkpoint for r in protocol.references]:
-        if checkpoint and not Path(checkpoint).is_file():
-            raise ConfigError(f"checkpoint file not found: {checkpoint}")
     for i, task in enumerate(protocol.tasks):
         task_cls = plugins.get("task", task.name)
-        dataset = plugins.get("dataset", task.dataset.name)
-        if task_cls.dataset_role not in dataset.roles:
-            raise ConfigError(f"tasks[{i}] ({task.name}): dataset '{task.dataset.name}' has roles "
-                              f"{list(dataset.roles)}, but the task needs '{task_cls.dataset_role}'")
+        check_plugin_params("task", task_cls, task.params, f"tasks[{i}] ({task.name})")
+        for split in (task.train_split, task.test_split):
+            check_dataset(f"tasks[{i}].dataset", task.dataset, split, task_cls.dataset_role, f"task '{task.name}'")
+    for place, checkpoint in [("embedding.checkpoint", protocol.embedding.checkpoint)] + [
+            (f"references[{i}].checkpoint", r.checkpoint) for i, r in enumerate(protocol.references)]:
+        if checkpoint and not Path(checkpoint).is_file():
+            raise ConfigError(f"{place}: checkpoint file not found: {checkpoint}")
 
 
 def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None):
@@ -309,6 +387,4 @@ def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None):
 
 def load_protocol(path: str | Path, cfg_options: Mapping[str, Any] | None = None) -> tuple[Protocol, Any]:
     cfg = load_config(path, cfg_options)
-    protocol = protocol_from_dict(cfg.to_dict())
-    check_plugins(protocol)
-    return protocol, cfg
+    return protocol_from_dict(cfg.to_dict()), cfg

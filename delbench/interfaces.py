@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import numpy as np
 
-from delbench.errors import SelectionError
+from delbench.errors import ConfigError, SelectionError
 from delbench.params import check_plugin_params
 from delbench.subset import Selection, check_embeddings, checked_indices, subset_size
 
@@ -29,7 +29,12 @@ if TYPE_CHECKING:  # torch is never imported at module level
 
 
 class Plugin:
-    """What every plugin kind has: a registry key written once, a version and a description."""
+    """What every plugin kind has: a registry key written once, a version and a description.
+
+    Building a plugin checks its keyword arguments with :meth:`check_params` before
+    ``__init__`` runs (``Plugin.__new__``), so the rules a protocol was checked with when it
+    loaded hold for a plugin built in a notebook too, and each rule is written once.
+    """
 
     #: the registry key (``delbench list`` shows it; protocols name the plugin by it)
     name: ClassVar[str]
@@ -38,13 +43,21 @@ class Plugin:
     #: one line for ``delbench list``
     description: ClassVar[str] = ""
 
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Plugin":
+        try:
+            cls.check_params(kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{getattr(cls, 'name', cls.__name__)}: {exc}") from None
+        return super().__new__(cls)
+
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> None:
         """Raise :class:`delbench.errors.ConfigError` naming the key for an unusable value.
 
-        ``params`` holds the parameters given (defaults are not filled in). Called when a
-        protocol loads and by ``delbench select``, after the keys were checked against the
-        signature, so a bad value fails before any work; constructors call it too.
+        ``params`` holds the keyword arguments given (defaults are not filled in; a rule
+        relating two parameters reads the other's default from a constant both use), plus
+        what the harness passes (a dataset's ``split``). Called when a protocol loads, by
+        ``delbench select``, by ``Selector.select`` and whenever the plugin is built.
         """
 
 
@@ -198,6 +211,12 @@ class Backbone(Plugin, abc.ABC):
     :meth:`patch_tokens` on a ``grid_size`` grid of ``embed_dim`` wide tokens and train or
     freeze :attr:`encoder`.
     """
+
+    @classmethod
+    def check_optimizer(cls, optimizer: Mapping[str, Any]) -> None:
+        """Raise :class:`delbench.errors.ConfigError` naming the key for an unusable
+        ``pretrain.optimizer`` (the dict :meth:`pretrain` receives); called when the protocol
+        loads. The default accepts any dict."""
 
     @property
     @abc.abstractmethod

@@ -22,6 +22,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -91,6 +92,20 @@ def _listing(names: tuple[str, ...]) -> str:
     return ", ".join(names) if names else "none (it takes no parameters)"
 
 
+def check_known_keys(given: Mapping[str, Any], allowed: tuple[str, ...] | frozenset[str], where: str, *,
+                     noun: str = "key", hint: str = "") -> None:
+    """Refuse the first key of ``given`` not in ``allowed``: one line naming it (after
+    ``where``, when given), its close matches and every valid key (``hint`` follows the close
+    matches)."""
+    valid = tuple(sorted(allowed))
+    for key in given:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), valid, n=2, cutoff=0.6)
+            maybe = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+            place = f"{where}: " if where else ""
+            raise ConfigError(f"{place}unknown {noun} {key!r}{maybe}{hint}; valid: {_listing(valid)}")
+
+
 def check_plugin_params(kind: str, cls: type, params: Mapping[str, Any], where: str,
                         harness: Mapping[str, Any] | None = None) -> None:
     """Refuse unknown or missing keys of ``params`` and unusable values, in one line each.
@@ -103,13 +118,9 @@ def check_plugin_params(kind: str, cls: type, params: Mapping[str, Any], where: 
     space = parameter_space(kind, cls)
     given = {**(harness or {}), **params}
     if not space.open:
-        for key in given:
-            if key in space.names or key in HARNESS_ARGUMENTS[kind]:
-                continue
-            close = difflib.get_close_matches(key, space.names, n=2, cutoff=0.6)
-            hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-            source = " (passed by the harness)" if key in (harness or {}) and key not in params else ""
-            raise ConfigError(f"{where}: unknown parameter {key!r}{source}{hint}; valid: {_listing(space.names)}")
+        check_known_keys(params, frozenset(space.names), where, noun="parameter")
+        check_known_keys({k: v for k, v in given.items() if k not in HARNESS_ARGUMENTS[kind]},
+                         frozenset(space.names), where, noun="parameter", hint=" (passed by the harness)")
     missing = [name for name in space.required if name not in given]
     if missing:
         raise ConfigError(f"{where}: missing parameter {missing[0]!r}; valid: {_listing(space.names)}")
@@ -122,12 +133,14 @@ def check_plugin_params(kind: str, cls: type, params: Mapping[str, Any], where: 
 
 
 # --- checkers for check_params: each looks at one key, when it is given ----------------------
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """An integer (numpy's included), not a bool."""
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def _is_number(value: Any) -> bool:
-    return _is_int(value) or (isinstance(value, (float, np.floating)) and math.isfinite(value))
+def is_number(value: Any) -> bool:
+    """A finite integer or float (numpy's included), not a bool."""
+    return is_int(value) or (isinstance(value, (float, np.floating)) and math.isfinite(value))
 
 
 def check_int(params: Mapping[str, Any], key: str, minimum: int | None = None,
@@ -136,7 +149,7 @@ def check_int(params: Mapping[str, Any], key: str, minimum: int | None = None,
     if key not in params or (allow_none and params[key] is None):
         return
     value = params[key]
-    if not _is_int(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    if not is_int(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bounds = (f" in {minimum}..{maximum}" if minimum is not None and maximum is not None
                   else f" ≥ {minimum}" if minimum is not None else f" ≤ {maximum}" if maximum is not None else "")
         none = " or None" if allow_none else ""
@@ -150,7 +163,7 @@ def check_number(params: Mapping[str, Any], key: str, low: float | None = None, 
     if key not in params or (allow_none and params[key] is None):
         return
     value = params[key]
-    inside = _is_number(value) and not (
+    inside = is_number(value) and not (
         (low is not None and (value <= low if low_open else value < low))
         or (high is not None and (value >= high if high_open else value > high)))
     if not inside:
@@ -171,3 +184,26 @@ def check_bool(params: Mapping[str, Any], key: str) -> None:
     """``params[key]`` is True or False."""
     if key in params and not isinstance(params[key], (bool, np.bool_)):
         raise ConfigError(f"{key} must be True or False, got {params[key]!r}")
+
+
+def check_split(params: Mapping[str, Any], splits: tuple[str, ...]) -> None:
+    """``params['split']`` is one of the dataset's ``splits``."""
+    if "split" in params and params["split"] not in splits:
+        raise ConfigError(f"split must be one of the dataset's splits {tuple(splits)}, got {params['split']!r}")
+
+
+def check_path(params: Mapping[str, Any], key: str) -> None:
+    """``params[key]`` is a path (a non-empty string or ``os.PathLike``) or None."""
+    value = params.get(key)
+    if key in params and value is not None and not (isinstance(value, os.PathLike) or (isinstance(value, str) and value)):
+        raise ConfigError(f"{key} must be a path or None, got {value!r}")
+
+
+def check_subset(params: Mapping[str, Any], key: str, choices: tuple[Any, ...]) -> None:
+    """``params[key]`` is a non-empty list of distinct items of ``choices``."""
+    if key not in params:
+        return
+    value = params[key]
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if not items or any(item not in choices for item in items) or len(set(items)) != len(items):
+        raise ConfigError(f"{key} must be a non-empty list of distinct items of {tuple(choices)}, got {value!r}")

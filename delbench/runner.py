@@ -32,8 +32,9 @@ import numpy as np
 
 from delbench import __version__, plugins
 from delbench.config import EmbeddingSpec, PluginSpec, Protocol, SelectorSpec, TaskSpec, check_plugins
-from delbench.errors import ConfigError, DelbenchError
+from delbench.errors import DelbenchError
 from delbench.metrics import normdel
+from delbench.params import check_plugin_params
 from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, append_row,
                               atomic_save_npy, atomic_write_json, atomic_write_text, read_header,
                               read_rows, repair_rows_file, write_split_file)
@@ -102,13 +103,12 @@ def environment() -> dict[str, Any]:
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
 
 
-def build(kind: str, spec: PluginSpec, **extra: Any) -> Any:
+def build(kind: str, spec: PluginSpec, *, where: str | None = None, **harness: Any) -> Any:
+    """A plugin built from its spec: its parameters (and what the harness adds, such as a
+    dataset's ``split``) checked against its signature and ``check_params`` first."""
     cls = plugins.get(kind, spec.name)
-    params = {**spec.params, **extra}
-    try:
-        return cls(**params)
-    except TypeError as exc:  # unknown constructor keywords: name the plugin and the keys
-        raise ConfigError(f"{kind} '{spec.name}' does not accept parameters {sorted(params)}: {exc}") from None
+    check_plugin_params(kind, cls, spec.params, where or f"{kind} ({spec.name})", harness=harness)
+    return cls(**spec.params, **harness)
 
 
 @dataclass
@@ -135,7 +135,7 @@ def open_dataset(ctx: RunContext, spec: PluginSpec, split: str) -> Any:
     split file now (building a dataset writes nothing)."""
     key = _hash([spec, split])
     if key not in ctx.datasets:
-        dataset = build("dataset", spec, split=split, **_image_size(ctx.protocol, spec))
+        dataset = build("dataset", spec, **ctx.protocol.dataset_arguments(spec, split))
         write_split_file(dataset.split_record())
         ctx.datasets[key] = dataset
     return ctx.datasets[key]
@@ -338,12 +338,6 @@ def _cross_tasks(protocol: Protocol, cell: "Cell") -> tuple[TaskSpec, ...]:
         return ()
     return tuple(t for t in protocol.tasks if t.name == cell.task.name and t.dataset.name != cell.task.dataset.name
                  and t.dataset.name in protocol.generalization.datasets)
-
-
-def _image_size(protocol: Protocol, dataset: PluginSpec) -> dict[str, Any]:
-    """Datasets load at the backbone's input size unless their spec sets one."""
-    size = protocol.backbone.params.get("image_size")
-    return {"image_size": size} if size and "image_size" not in dataset.params else {}
 
 
 def _row(ctx: RunContext, cell: Cell, started_at: str, **fields: Any) -> dict[str, Any]:

@@ -68,8 +68,10 @@ def test_invalid_settings_fail_early(override, message):
 
 @pytest.mark.parametrize("override, message", [
     ({"tasks": [{"name": "segmentation", "dataset": {"name": "hyperkvasir"}}]},
-     r"tasks\[0\] \(segmentation\): dataset 'hyperkvasir' has roles \['pool', 'classification'\], but the task needs 'segmentation'"),
-    ({"pool": {"name": "synthetic_polyp_seg"}}, "pool: dataset 'synthetic_polyp_seg' has roles \\['segmentation'\\], not 'pool'"),
+     r"tasks\[0\].dataset \(hyperkvasir\): the dataset has roles \['pool', 'classification'\], "
+     r"but task 'segmentation' needs the role 'segmentation'"),
+    ({"pool": {"name": "synthetic_polyp_seg"}},
+     r"pool \(synthetic_polyp_seg\): the dataset has roles \['segmentation'\], but the pool needs the role 'pool'"),
 ])
 def test_a_dataset_without_the_role_is_refused_when_the_protocol_loads(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -21,6 +21,8 @@ import numpy as np
 from delbench.errors import ConfigError, DelbenchError
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Backbone, Dataset
+from delbench.params import (check_bool, check_choice, check_int, check_known_keys, check_number, check_path,
+                             is_number)
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +186,42 @@ class TimmMAE(Backbone):
     name = "timm_mae"
     version = "1"
     description = "timm ViT encoder with a masked-autoencoder objective (normalised-pixel loss)"
+    #: what ``embed`` pools: the mean of the patch tokens or the class token
+    pool_choices = ("mean", "cls")
+    #: the ``pretrain.optimizer`` keys :meth:`pretrain` reads (AdamW with a cosine schedule)
+    optimizer_keys = ("lr", "weight_decay", "betas", "warmup_steps", "min_lr")
+
+    @classmethod
+    def check_optimizer(cls, optimizer: Mapping[str, Any]) -> None:
+        check_known_keys(optimizer, cls.optimizer_keys, "")
+        check_number(optimizer, "lr", 0.0, None, low_open=True)
+        check_number(optimizer, "weight_decay", 0.0)
+        check_int(optimizer, "warmup_steps", 0)
+        check_number(optimizer, "min_lr", 0.0)
+        betas = optimizer.get("betas", (0.9, 0.95))
+        if not (isinstance(betas, (list, tuple)) and len(betas) == 2 and all(is_number(b) and 0 <= b < 1 for b in betas)):
+            raise ConfigError(f"betas must be two numbers in [0, 1), got {betas!r}")
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        if "model" in params and not (isinstance(params["model"], str) and params["model"]):
+            raise ConfigError(f"model must be a timm model name, got {params['model']!r}")
+        check_int(params, "image_size", 1)
+        check_int(params, "patch_size", 1, allow_none=True)
+        check_path(params, "checkpoint")
+        check_number(params, "mask_ratio", 0.0, 1.0, low_open=True, high_open=True)
+        check_int(params, "decoder_dim", 4)
+        if params.get("decoder_dim", 4) % 4:
+            raise ConfigError(f"decoder_dim must be divisible by 4, got {params['decoder_dim']}")
+        check_int(params, "decoder_depth", 0)
+        check_int(params, "decoder_heads", 1)
+        check_bool(params, "norm_pix_loss")
+        check_choice(params, "pool", cls.pool_choices)
+        check_number(params, "drop_path_rate", 0.0, 1.0, high_open=True)
+        if not isinstance(params.get("model_kwargs") or {}, Mapping):
+            raise ConfigError(f"model_kwargs must be a dict of timm.create_model keywords, got {params['model_kwargs']!r}")
+        if "device" in params and not isinstance(params["device"], str):
+            raise ConfigError(f"device must be a torch device name such as 'cpu' or 'cuda', got {params['device']!r}")
 
     def __init__(self, *, model: str = "vit_tiny_patch16_224", image_size: int = 64,
                  patch_size: int | None = None, checkpoint: str | None = None,
@@ -193,10 +231,6 @@ class TimmMAE(Backbone):
                  device: str = "cpu") -> None:
         import torch
 
-        if not 0.0 < mask_ratio < 1.0:
-            raise ConfigError(f"mask_ratio must be in (0, 1), got {mask_ratio}")
-        if pool not in ("mean", "cls"):
-            raise ConfigError(f"pool must be 'mean' or 'cls', got {pool!r}")
         self.model_name, self.image_size = model, int(image_size)
         self.mask_ratio, self.norm_pix_loss, self.pool = float(mask_ratio), bool(norm_pix_loss), pool
         self.device = torch.device(device)

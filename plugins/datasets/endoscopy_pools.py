@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 from delbench.errors import ConfigError, DatasetError
 from delbench.hookspecs import hookimpl
+from delbench.params import check_bool, check_choice, check_int, check_path, check_subset
 
 from delbench_plugins.lib.discovery import (Discovery, FileItem, class_folder_items, labelled_items, list_images,
                                             relative_id, resolve_root)
@@ -50,15 +51,19 @@ class LabelledPool(FolderDataset):
     #: the fold indices of the dataset's official split (empty: none published)
     official_folds: ClassVar[tuple[int, ...]] = ()
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        if params.get("test_fold") is None:
+            return
+        if not cls.official_folds:
+            raise ConfigError(f"{cls.name} has no official fold split; test_fold does not apply")
+        check_int(params, "test_fold")  # refuses True, which would pass as fold 1
+        check_choice(params, "test_fold", cls.official_folds)
+
     def __init__(self, *, test_fold: int | None = None, **common: Any) -> None:
-        if not self.official_folds:
-            if test_fold is not None:
-                raise ConfigError(f"{self.name} has no official fold split; test_fold does not apply")
-        elif test_fold is None:
-            test_fold = 1
-        elif isinstance(test_fold, bool) or test_fold not in self.official_folds:
-            raise ConfigError(f"{self.name}: test_fold must be one of {self.official_folds}, got {test_fold!r}")
-        self.test_fold = None if test_fold is None else int(test_fold)
+        # fold 1 is the test fold by default wherever an official split exists
+        self.test_fold = None if not self.official_folds else int(1 if test_fold is None else test_fold)
         super().__init__(**common)
 
     def splittable(self, item: FileItem) -> bool:
@@ -92,15 +97,18 @@ class HyperKvasir(LabelledPool):
     all_parts: ClassVar[tuple[str, ...]] = ("labeled", "unlabeled")
     official_folds: ClassVar[tuple[int, ...]] = (0, 1)
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_subset(params, "parts", cls.all_parts)
+        check_path(params, "official_split_csv")
+        if params.get("split", "train") != "all" and "labeled" not in params.get("parts", cls.all_parts):
+            raise ConfigError("the train/test splits are made of labelled images; add 'labeled' to parts "
+                              "or use split='all'")
+
     def __init__(self, *, parts: Sequence[str] = all_parts, official_split_csv: str | os.PathLike | None = None,
                  **common: Any) -> None:
-        parts = tuple(parts)
-        if not parts or any(p not in self.all_parts for p in parts):
-            raise ConfigError(f"{self.name}: parts must be a non-empty subset of {self.all_parts}, got {parts}")
-        if common.get("split", "train") != "all" and "labeled" not in parts:
-            raise ConfigError(f"{self.name}: the train/test splits are made of labelled images; "
-                              f"add 'labeled' to parts or use split='all'")
-        self.parts = parts
+        self.parts = tuple(parts)
         self.official_split_csv = official_split_csv
         super().__init__(**common)
 
@@ -161,6 +169,12 @@ class KvasirCapsule(LabelledPool):
     description = "Kvasir-Capsule VCE frames (14 classes; video id from file names)"
     layout_help = "labelled_images/<class>/<video id>_<frame>.jpg"
     official_folds: ClassVar[tuple[int, ...]] = (0, 1)
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_bool(params, "split_by_video")
+        check_path(params, "official_split_dir")
 
     def __init__(self, *, split_by_video: bool = True, official_split_dir: str | os.PathLike | None = None,
                  **common: Any) -> None:
@@ -240,15 +254,19 @@ class DataDEL(FolderDataset):
         "hyperkvasir": HyperKvasir, "kvasir_capsule": KvasirCapsule, "gastrovision": GastroVision}
     layout_help = "root/hyperkvasir, root/kvasir_capsule, root/gastrovision (each in its own layout)"
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_subset(params, "sources", tuple(cls.source_classes))
+        check_subset(params, "hyperkvasir_parts", HyperKvasir.all_parts)
+        roots = params.get("roots") or {}
+        if not isinstance(roots, Mapping) or set(roots) - set(cls.source_classes):
+            raise ConfigError(f"roots must map source names {tuple(cls.source_classes)} to folders, got {roots!r}")
+
     def __init__(self, *, root: str | os.PathLike | None = None, roots: Mapping[str, str] | None = None,
                  sources: Sequence[str] = ("hyperkvasir", "kvasir_capsule", "gastrovision"),
                  hyperkvasir_parts: Sequence[str] = HyperKvasir.all_parts, **common: Any) -> None:
-        sources = tuple(sources)
-        unknown = [s for s in sources if s not in self.source_classes]
-        if not sources or unknown:
-            raise ConfigError(f"{self.name}: sources must be a non-empty subset of "
-                              f"{tuple(self.source_classes)}, got {sources}")
-        self.sources = sources
+        self.sources = tuple(sources)
         self.roots = dict(roots or {})
         self.hyperkvasir_parts = tuple(hyperkvasir_parts)
         self._base_root = root

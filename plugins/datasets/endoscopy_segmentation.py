@@ -13,10 +13,11 @@ and ``ead2019``. Use ``image_folder`` for them after arranging images/ and masks
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from delbench.errors import ConfigError, DatasetError
 from delbench.hookspecs import hookimpl
+from delbench.params import check_choice, check_subset
 
 from delbench_plugins.lib.discovery import Discovery, FileItem
 from delbench_plugins.lib.folder_dataset import PairedFolderDataset
@@ -93,10 +94,12 @@ class CVCClinicDB(PairedFolderDataset):
     class_names = ("background", "polyp")
     _variants: ClassVar[dict[str, PairedLayout]] = {"png": layouts[1], "tif": layouts[2]}
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_choice(params, "variant", (None, *sorted(cls._variants)))
+
     def __init__(self, *, variant: str | None = None, **common: Any) -> None:
-        if variant is not None and variant not in self._variants:
-            raise ConfigError(f"{self.name}: variant must be one of {sorted(self._variants)} or None, "
-                              f"got {variant!r}")
         self.variant = variant
         super().__init__(**common)
 
@@ -178,17 +181,21 @@ class PolypGen2021(PairedFolderDataset):
     all_centres: ClassVar[tuple[int, ...]] = (1, 2, 3, 4, 5, 6)
     layout_help = ("data_C1..data_C6/images_Cx/<stem>.jpg with masks data_Cx/masks_Cx/<stem>_mask.jpg")
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_subset(params, "centres", cls.all_centres)
+        if params.get("test_centres") is not None:
+            check_subset(params, "test_centres", cls.all_centres)
+        centres, test_centres = params.get("centres", cls.all_centres), params.get("test_centres")
+        if test_centres is not None and not set(test_centres) < set(centres):
+            raise ConfigError(f"test_centres {tuple(test_centres)} must be a non-empty proper subset of the "
+                              f"centres read {tuple(centres)}")
+
     def __init__(self, *, centres: Sequence[int] = all_centres, test_centres: Sequence[int] | None = None,
                  **common: Any) -> None:
-        centres = tuple(sorted({int(c) for c in centres}))
-        if not centres or any(c not in self.all_centres for c in centres):
-            raise ConfigError(f"{self.name}: centres must be a non-empty subset of {self.all_centres}, got {centres}")
-        if test_centres is not None:
-            test_centres = tuple(sorted({int(c) for c in test_centres}))
-            if not test_centres or not set(test_centres) < set(centres):
-                raise ConfigError(f"{self.name}: test_centres {test_centres} must be a non-empty proper "
-                                  f"subset of the centres read {centres}")
-        self.centres, self.test_centres = centres, test_centres
+        self.centres = tuple(sorted(int(c) for c in centres))
+        self.test_centres = None if test_centres is None else tuple(sorted(int(c) for c in test_centres))
         super().__init__(**common)
 
     @staticmethod

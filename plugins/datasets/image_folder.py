@@ -15,10 +15,11 @@ binarised as everywhere in delbench: grey ≥ ``mask_threshold`` (128; use 1 for
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Mapping
 
 from delbench.errors import ConfigError, DatasetError
 from delbench.hookspecs import hookimpl
+from delbench.params import check_bool, check_path
 
 from delbench_plugins.lib.discovery import Discovery, FileItem, class_folder_items, labelled_items, list_images, relative_id
 from delbench_plugins.lib.folder_dataset import FolderDataset
@@ -40,10 +41,22 @@ class ImageFolder(FolderDataset):
     roles: ClassVar[tuple[str, ...]] = ("pool", "segmentation", "classification")
     layout_help = "images anywhere under the root; masks=DIR pairs DIR/<stem><mask_suffix>.<ext>; classes=True reads <class>/ folders"
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_path(params, "images")
+        check_path(params, "masks")
+        check_bool(params, "classes")
+        check_bool(params, "recursive")
+        masks, classes = params.get("masks"), params.get("classes", False)
+        if masks is not None and classes:
+            raise ConfigError("use masks (segmentation) or classes=True (classification), not both")
+        if masks is None and not classes and params.get("split", "train") != "all":
+            raise ConfigError(f"a plain image folder (no masks=, no classes=True) is a pool with split 'all' "
+                              f"only, got split {params.get('split', 'train')!r}")
+
     def __init__(self, *, images: str = ".", masks: str | None = None, mask_suffix: str = "",
                  classes: bool = False, recursive: bool = False, **common: Any) -> None:
-        if masks is not None and classes:
-            raise ConfigError(f"{self.name}: use masks (segmentation) or classes=True (classification), not both")
         if masks is None and not classes:
             # a plain folder is a pool: no train/test split, so none is planned, counted or recorded
             self.splits = ("all",)

@@ -15,13 +15,13 @@ noise), like moving between centres.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import ConfigError
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Dataset
+from delbench.params import check_int, check_number, check_split
 
 KINDS = ("core", "near_duplicate", "invalid")
 
@@ -159,17 +159,20 @@ class SyntheticEndoscopy(Dataset):
     roles = ("pool",)
     splits = ("all",)
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_split(params, cls.splits)
+        check_int(params, "image_size", 16)
+        for key in ("num_frames", "frames_per_sequence", "scene_length", "invalid_episode_length"):
+            check_int(params, key, 1)
+        check_number(params, "invalid_fraction", 0.0, 1.0, high_open=True)
+        check_number(params, "polyp_scene_fraction", 0.0, 1.0)
+        check_int(params, "seed", 0)
+
     def __init__(self, *, split: str = "all", image_size: int = 64, num_frames: int = 4000,
                  frames_per_sequence: int = 200, scene_length: int = 25,
                  invalid_fraction: float = 0.5, invalid_episode_length: int = 10,
                  polyp_scene_fraction: float = 0.5, seed: int = 0) -> None:
-        if split not in self.splits:
-            raise ConfigError(f"{self.name} has splits {self.splits}, not {split!r}")
-        if min(num_frames, frames_per_sequence, scene_length, invalid_episode_length) < 1 or image_size < 16:
-            raise ConfigError(f"{self.name}: num_frames, frames_per_sequence, scene_length and "
-                              f"invalid_episode_length must be ≥ 1 and image_size ≥ 16")
-        if not 0.0 <= invalid_fraction < 1.0:
-            raise ConfigError(f"{self.name}: invalid_fraction must be in [0, 1), got {invalid_fraction}")
         self.image_size = int(image_size)
         self.num_frames = int(num_frames)
         self.frames_per_sequence = int(frames_per_sequence)
@@ -287,10 +290,16 @@ class SyntheticPolypSegmentation(Dataset):
     num_classes = 2
     class_names = ("background", "polyp")
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_split(params, cls.splits)
+        check_int(params, "image_size", 16)
+        check_int(params, "num_train", 1)
+        check_int(params, "num_test", 1)
+        check_int(params, "seed", 0)
+
     def __init__(self, *, split: str = "train", image_size: int = 64, num_train: int = 256,
                  num_test: int = 128, seed: int = 0) -> None:
-        if split not in self.splits:
-            raise ConfigError(f"{self.name} has splits {self.splits}, not {split!r}")
         self.split = split
         self.image_size = int(image_size)
         self.length = int(num_train if split == "train" else num_test)

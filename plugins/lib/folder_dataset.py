@@ -42,6 +42,7 @@ import numpy as np
 from delbench.errors import ConfigError, DatasetError, DelbenchError
 from delbench.imaging import item_decode_problems, read_image
 from delbench.interfaces import Dataset
+from delbench.params import check_bool, check_int, check_number, check_path, check_split
 from delbench_plugins.lib.discovery import Discovery, FileItem, Problem, resolve_root
 from delbench_plugins.lib.masks import read_union_mask
 from delbench_plugins.lib.pairing import PairedLayout, pair_folders
@@ -77,17 +78,19 @@ class FolderDataset(Dataset):
     #: with an empty value forms a group of its own
     split_group: str | None = None
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_split(params, cls.splits)
+        check_path(params, "root")
+        check_int(params, "image_size", 1, allow_none=True)
+        check_number(params, "test_fraction", 0.0, 1.0, low_open=True, high_open=True)
+        check_int(params, "split_seed")
+        check_bool(params, "skip_unreadable")
+        check_int(params, "mask_threshold", 1, 255)
+
     def __init__(self, *, split: str = "train", root: str | os.PathLike | None = None,
                  image_size: int | None = None, test_fraction: float = 0.2, split_seed: int = 0,
                  skip_unreadable: bool = False, mask_threshold: int = 128, _inspect_only: bool = False) -> None:
-        if split not in self.splits:
-            raise ConfigError(f"{self.name} has splits {self.splits}, not {split!r}")
-        if image_size is not None and (int(image_size) != image_size or int(image_size) < 1):
-            raise ConfigError(f"{self.name}: image_size must be a positive integer or None, got {image_size!r}")
-        if not 0.0 < float(test_fraction) < 1.0:
-            raise ConfigError(f"{self.name}: test_fraction must be in (0, 1), got {test_fraction!r}")
-        if not 1 <= int(mask_threshold) <= 255:
-            raise ConfigError(f"{self.name}: mask_threshold must be in 1..255, got {mask_threshold!r}")
         self.split = split
         self.image_size = None if image_size is None else int(image_size)
         self.test_fraction = float(test_fraction)
@@ -298,10 +301,16 @@ class PairedFolderDataset(FolderDataset):
     #: split list files shipped with the dataset, relative to the root (train, test)
     default_lists: ClassVar[tuple[str, str] | None] = None
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_path(params, "train_list")
+        check_path(params, "test_list")
+        if (params.get("train_list") is None) != (params.get("test_list") is None):
+            raise ConfigError("give both train_list and test_list, or neither")
+
     def __init__(self, *, train_list: str | os.PathLike | None = None,
                  test_list: str | os.PathLike | None = None, **common: Any) -> None:
-        if (train_list is None) != (test_list is None):
-            raise ConfigError(f"{self.name}: give both train_list and test_list, or neither")
         self._lists = None if train_list is None else (train_list, test_list)
         super().__init__(**common)
 

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from delbench.errors import ConfigError, DatasetError, DelbenchError
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Backbone, Dataset, Task
+from delbench.params import check_bool, check_choice, check_int, check_number
 
 MODES = ("linear_probe", "fine_tune")
 #: defaults by mode when lr / weight_decay are not given (our protocol choices)
@@ -99,15 +100,19 @@ class Classification(Task):
     dataset_role = "classification"
     metrics = ("accuracy", "macro_f1")
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_choice(params, "mode", MODES)
+        check_number(params, "label_fraction", 0.0, 1.0, low_open=True)
+        check_int(params, "epochs", 1)
+        check_int(params, "batch_size", 1)
+        check_number(params, "lr", 0.0, None, low_open=True, allow_none=True)
+        check_number(params, "weight_decay", 0.0, allow_none=True)
+        check_bool(params, "progress")
+
     def __init__(self, *, mode: str = "linear_probe", label_fraction: float = 1.0, epochs: int = 10,
                  lr: float | None = None, weight_decay: float | None = None, batch_size: int = 32,
                  progress: bool = False) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"classification: mode must be one of {MODES}, got {mode!r}")
-        if not 0.0 < float(label_fraction) <= 1.0:
-            raise ConfigError(f"classification: label_fraction must be in (0, 1], got {label_fraction!r}")
-        if int(epochs) < 1 or int(batch_size) < 1:
-            raise ConfigError(f"classification: epochs and batch_size must be ≥ 1, got {epochs}, {batch_size}")
         self.mode = mode
         self.label_fraction = float(label_fraction)
         self.epochs, self.batch_size = int(epochs), int(batch_size)

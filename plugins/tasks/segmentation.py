@@ -10,7 +10,7 @@ classes including background, accumulated over the test set) and foreground Dice
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from delbench.errors import ConfigError, DatasetError
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Backbone, Dataset, Task
 from delbench.metrics import confusion_matrix, dice, mean_iou
+from delbench.params import check_bool, check_int, check_number
 
 
 class Segmentation(Task):
@@ -30,11 +31,21 @@ class Segmentation(Task):
     higher_is_better = True
     dataset_role = "segmentation"
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        check_int(params, "epochs", 1)
+        check_int(params, "batch_size", 1)
+        check_number(params, "lr", 0.0, None, low_open=True)
+        check_number(params, "encoder_lr", 0.0)
+        check_number(params, "weight_decay", 0.0)
+        check_int(params, "hidden_dim", 1)
+        check_bool(params, "freeze_encoder")
+        check_int(params, "num_classes", 2, allow_none=True)
+        check_bool(params, "progress")
+
     def __init__(self, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
                  encoder_lr: float = 1e-5, weight_decay: float = 1e-4, hidden_dim: int = 256,
                  freeze_encoder: bool = True, num_classes: int | None = None, progress: bool = False) -> None:
-        if epochs < 1 or batch_size < 1:
-            raise ConfigError("segmentation: epochs and batch_size must be ≥ 1")
         self.epochs, self.batch_size, self.lr, self.encoder_lr = int(epochs), int(batch_size), float(lr), float(encoder_lr)
         self.weight_decay, self.hidden_dim = float(weight_decay), int(hidden_dim)
         self.freeze_encoder, self.num_classes, self.progress = bool(freeze_encoder), num_classes, progress
