@@ -65,11 +65,9 @@ def cmd_select(args: argparse.Namespace) -> int:
     import numpy as np
 
     from delbench import plugins
-    from delbench.config import PluginSpec
     from delbench.errors import ConfigError
     from delbench.params import check_plugin_params
     from delbench.results import atomic_save_npy
-    from delbench.runner import build
     from delbench.subset import run_selector
 
     dataset_params = _key_values(args.dataset_param, "--dataset-param")
@@ -78,8 +76,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     cls = plugins.get_selector(args.selector)
     params = _key_values(args.set, "--set")
     check_plugin_params("selector", cls, params, f"--set ({args.selector})")  # before the pool is built
-    pool = build("dataset", PluginSpec(args.dataset, dataset_params), where=f"--dataset-param ({args.dataset})",
-                 split=args.split)
+    pool = plugins.create("dataset", args.dataset, dataset_params, where=f"--dataset-param ({args.dataset})",
+                          split=args.split)
     if getattr(cls, "requires_embeddings", False) and not args.embeddings:
         raise ConfigError(f"selector '{args.selector}' needs --embeddings FILE.npy (n × d, row i = item i); "
                           f"'delbench run' computes and caches them for you")
@@ -106,7 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = run_protocol(protocol, work_dir, resume=args.resume, config_text=cfg.pretty_text,
                         progress=not args.no_progress and sys.stderr.isatty())
     summary, report = write_report(work_dir)
-    failed = sum(r["status"] != "ok" for r in rows)
+    failed = sum(not row.ok for row in rows)
     print(f"{len(rows)} cell(s) run, {failed} failed; report: {report}; summary: {summary}")
     if not args.quiet:
         print(report.read_text())
@@ -125,7 +123,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from delbench.results import verify_run
 
-    problems = verify_run(args.run_dir)
+    problems = verify_run(args.run_dir, check_pool=not args.no_pool)
     for problem in problems:
         print(f"FAIL {problem}")
     print("ok: every hash matches" if not problems else f"{len(problems)} problem(s)")
@@ -185,8 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("verify", help="recompute every subset hash of a run or submission")
+    p = sub.add_parser("verify", help="recompute every subset hash of a run and check its pool is unchanged")
     p.add_argument("run_dir")
+    p.add_argument("--no-pool", action="store_true",
+                   help="check the hashes only, without re-opening the pool (its data may be elsewhere)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("data", help="dataset utilities")

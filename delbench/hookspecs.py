@@ -57,7 +57,9 @@ def delbench_register_tasks() -> list[type]:
 def delbench_cell_finished(row: dict[str, Any]) -> None:
     """Observe one finished cell of a run.
 
-    Called by the runner after the cell's result row (the JSONL schema in the README) has been
-    written, failed cells included (``status == "failed"``). Return values are ignored; an
-    observer that raises is logged and does not stop the run.
+    Called by the runner after the cell's result row has been written, failed cells included
+    (``status == "failed"``), with the row's JSON record (``delbench.results.ResultRow``
+    ``.to_json()``: the schema in the README). Return values are ignored. Each
+    implementation is called on its own: one that raises is logged, and the run and every
+    other observer go on.
     """

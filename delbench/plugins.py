@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 import pluggy
 
@@ -169,6 +169,19 @@ def registered_plugin(plugin: ModuleType | object, name: str) -> Iterator[None]:
 
 def get(kind: str, name: str) -> type:
     return registries()[kind].get(name)
+
+
+def create(kind: str, name: str, params: Mapping[str, Any] | None = None, *, where: str | None = None,
+           **harness: Any) -> Any:
+    """A plugin built by name (timm's ``create_model``, for every kind): ``params`` and what
+    the harness adds (a dataset's ``split``) are checked against its signature and its
+    ``check_params`` first (:mod:`delbench.params`); ``where`` names it in errors."""
+    from delbench.params import check_plugin_params
+
+    cls = get(kind, name)
+    params = dict(params or {})
+    check_plugin_params(kind, cls, params, where or f"{kind} ({name})", harness=harness)
+    return cls(**params, **harness)
 
 
 def names(kind: str, pattern: str | None = None) -> list[str]:

@@ -2,7 +2,8 @@
 
 Layout follows Table 3 of the MedDEL paper: for each downstream dataset/task a table with
 one row per selector and, per ratio, the score and NormDEL (both in %, mean ± std over
-seeds). For pools with planted ground truth (a ``kind`` column, as ``synthetic_endoscopy``
+seeds); selectors are ranked best first in the direction of the task's metric
+(``higher_is_better``, recorded in every row). For pools with planted ground truth (a ``kind`` column, as ``synthetic_endoscopy``
 has) a second table shows what each selection removed.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from delbench.metrics import confidence_interval, mean_std
-from delbench.results import (PLOT_FILE, REPORT_FILE, SCHEMA_VERSION, SUMMARY_FILE, atomic_write_json,
+from delbench.results import (PLOT_FILE, REPORT_FILE, SCHEMA_VERSION, SUMMARY_FILE, ResultRow, atomic_write_json,
                               atomic_write_text, read_header, read_rows)
 
 
@@ -24,35 +25,33 @@ def _pct(mean: float, std: float, n: int) -> str:
     return f"{100 * mean:.2f}" if n == 1 else f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
-def summarize(header: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarize(header: dict[str, Any], rows: list[ResultRow]) -> dict[str, Any]:
     """Aggregate rows over seeds into the summary structure (plain JSON)."""
-    groups: dict[tuple, list[dict]] = defaultdict(list)
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
     for row in rows:
-        if row.get("status") == "ok" and row.get("ratio") is not None:
-            key = (row["task_dataset"], row["task"], row["metric"], row["selector"], row["ratio"],
-                   row.get("pretrain_epoch"))
-            groups[key].append(row)
+        if row.ok and row.ratio is not None:
+            groups[(row.task_dataset, row.task, row.metric, row.selector, row.ratio, row.pretrain_epoch)].append(row)
     cells = []
     for (task_dataset, task, metric, selector, ratio, epoch), members in groups.items():
-        scores = [r["metrics"][metric] for r in members]
-        norms = [r["normdel"] for r in members]
+        scores = [r.score for r in members]
         score_mean, score_std, n = mean_std(scores)
-        norm_mean, norm_std, _ = mean_std(norms)
+        norm_mean, norm_std, _ = mean_std(r.normdel for r in members)
         low, high = confidence_interval(scores)
-        cells.append({"task_dataset": task_dataset, "task": task, "metric": metric, "selector": selector,
+        cells.append({"task_dataset": task_dataset, "task": task, "metric": metric,
+                      "higher_is_better": members[0].higher_is_better, "selector": selector,
                       "ratio": ratio, "pretrain_epoch": epoch, "n_seeds": n,
-                      "seeds": sorted(r["seed"] for r in members),
+                      "seeds": sorted(r.seed for r in members),
                       "score_mean": score_mean, "score_std": score_std, "score_ci95": [low, high],
                       "normdel_mean": norm_mean, "normdel_std": norm_std,
-                      "other_metrics": {m: mean_std(r["metrics"][m] for r in members)[0]
-                                        for m in members[0]["metrics"] if m != metric}})
+                      "other_metrics": {m: mean_std(r.metrics[m] for r in members)[0]
+                                        for m in members[0].metrics if m != metric}})
     cells.sort(key=lambda c: (c["task_dataset"], c["task"], c["selector"], c["ratio"], c["pretrain_epoch"] or -1))
     ground_truth = {}
     for row in rows:
-        composition = (row.get("selection") or {}).get("composition")
-        if row.get("status") == "ok" and composition:
-            ground_truth.setdefault((row["selector"], row["ratio"], row["seed"]),
-                                    {"n_selected": row["n_selected"], "composition": composition})
+        composition = (row.selection or {}).get("composition")
+        if row.ok and composition:
+            ground_truth.setdefault((row.selector, row.ratio, row.seed),
+                                    {"n_selected": row.n_selected, "composition": composition})
     truth_rows = []
     by_selection: dict[tuple, list[dict]] = defaultdict(list)
     for (selector, ratio, _), value in ground_truth.items():
@@ -64,21 +63,21 @@ def summarize(header: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, A
             shares = [v["composition"][kind]["kept"] / max(1, v["composition"][kind]["pool"]) for v in values]
             entry[f"{kind}_kept"] = mean_std(shares)[0]
         truth_rows.append(entry)
-    failed = [{"key": r["key"], "error": r.get("error", "")} for r in rows if r.get("status") != "ok"]
-    references: dict[tuple, list[dict]] = defaultdict(list)
-    cross: dict[tuple, list[dict]] = defaultdict(list)
+    failed = [{"key": r.key, "error": r.error or ""} for r in rows if not r.ok]
+    references: dict[tuple, list[ResultRow]] = defaultdict(list)
+    cross: dict[tuple, list[float]] = defaultdict(list)
     for row in rows:
-        if row.get("status") != "ok":
+        if not row.ok:
             continue
-        if row.get("ratio") is None:
-            references[(row["task_dataset"], row["task"], row["metric"], row["selector"])].append(row)
-        if row.get("pretrain_epoch") is not None:
+        if row.ratio is None:
+            references[(row.task_dataset, row.task, row.metric, row.selector)].append(row)
+        if row.pretrain_epoch is not None:
             continue  # the cross-dataset matrix is of final checkpoints, like its diagonal
-        for test_dataset, metrics in (row.get("cross_dataset") or {}).items():
-            cross[(row["task"], row["metric"], row["selector"], row["ratio"], row["task_dataset"], test_dataset)].append(
-                metrics[row["metric"]])
+        for test_dataset, metrics in row.cross_dataset.items():
+            cross[(row.task, row.metric, row.selector, row.ratio, row.task_dataset, test_dataset)].append(
+                metrics[row.metric])
     reference_cells = [{"task_dataset": d, "task": t, "metric": m, "reference": s,
-                        **dict(zip(("score_mean", "score_std", "n_seeds"), mean_std(r["metrics"][m] for r in members)))}
+                        **dict(zip(("score_mean", "score_std", "n_seeds"), mean_std(r.score for r in members)))}
                        for (d, t, m, s), members in sorted(references.items())]
     cross_cells = [{"task": t, "metric": m, "selector": s, "ratio": r, "train_dataset": a, "test_dataset": b,
                     **dict(zip(("score_mean", "score_std", "n_seeds"), mean_std(values)))}
@@ -92,6 +91,19 @@ def summarize(header: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, A
             "ground_truth": truth_rows, "failed": failed}
 
 
+def ranked_selectors(cells: list[dict[str, Any]]) -> list[str]:
+    """The selectors of one task's cells, best first: ``full`` (the reference) first, then
+    by their score at the smallest ratio they were run at (the tightest budget, where the
+    table compares them), higher first when the task's metric is ``higher_is_better``;
+    ties by name."""
+    best_first = -1.0 if cells[0]["higher_is_better"] else 1.0
+    at_smallest: dict[str, dict[str, Any]] = {}
+    for cell in sorted(cells, key=lambda c: c["ratio"]):
+        at_smallest.setdefault(cell["selector"], cell)
+    return sorted(at_smallest, key=lambda s: (s != "full", at_smallest[s]["ratio"],
+                                              best_first * at_smallest[s]["score_mean"], s))
+
+
 def _score_tables(summary: dict[str, Any]) -> list[str]:
     from tabulate import tabulate
 
@@ -102,7 +114,7 @@ def _score_tables(summary: dict[str, Any]) -> list[str]:
         by_task[(cell["task_dataset"], cell["task"], cell["metric"])].append(cell)
     for (task_dataset, task, metric), cells in sorted(by_task.items()):
         ratios = sorted({c["ratio"] for c in cells})
-        selectors = sorted({c["selector"] for c in cells}, key=lambda s: (s != "full", s))
+        selectors = ranked_selectors(cells)
         lookup = {(c["selector"], c["ratio"]): c for c in cells}
         headers = ["selector"] + [f"{metric} @ {r:g}" for r in ratios] + [f"NormDEL @ {r:g}" for r in ratios]
         table = []
@@ -116,7 +128,8 @@ def _score_tables(summary: dict[str, Any]) -> list[str]:
         seeds = max(c["n_seeds"] for c in cells)
         out += [f"### {task_dataset} / {task}", "",
                 f"{metric} and NormDEL in %, mean ± std over {seeds} seed(s); NormDEL uses "
-                f"α = {summary.get('alpha')} and the nominal ratio.", "",
+                f"α = {summary.get('alpha')} and the nominal ratio. Selectors are ranked by {metric} "
+                f"({'higher' if cells[0]['higher_is_better'] else 'lower'} is better) at their smallest ratio.", "",
                 tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
     epochs = [c for c in summary["cells"] if c["pretrain_epoch"] is not None]
     if epochs:

@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import tempfile
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -30,7 +31,9 @@ from delbench.errors import DelbenchError
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = "1.0"
+#: 2.0: one typed row (ResultRow) for selection, failed and reference rows alike, with the
+#: subset's id digests, plugin versions and the task's metric direction
+SCHEMA_VERSION = "2.0"
 HEADER_FILE, ROWS_FILE, SUBSETS_FILE = "run.json", "results.jsonl", "subsets.json"
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "scores.png"
 #: split files go to $DELBENCH_CACHE_DIR/splits (default ~/.cache/delbench/splits)
@@ -60,6 +63,92 @@ def _finite(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value
+
+
+@dataclass
+class ResultRow:
+    """One line of ``results.jsonl``: a cell of the run (a selection evaluated on a task, at
+    the end of pre-training or at a checkpoint epoch) or a reference encoder on a task.
+
+    Written in one place (``delbench.runner``), read by the report, ``verify`` and
+    ``--resume``; observers (``delbench_cell_finished``) receive :meth:`to_json`. A failed
+    cell has ``status == "failed"``, its ``error`` and ``traceback``, and whatever was known
+    before it failed. Field by field:
+
+    - identity: ``key`` (unique per cell), ``kind`` ("selection" or "reference"),
+      ``status`` ("ok" or "failed"), ``schema_version``;
+    - what was run: ``dataset`` (the pool), ``selector`` (the label: registry name plus the
+      protocol's parameters, or ``reference:<label>``), ``selector_name``,
+      ``selector_version``, ``selector_params``, ``checkpoint`` (reference rows),
+      ``backbone``, ``backbone_version``, ``backbone_model``, ``task``, ``task_version``,
+      ``task_dataset``, ``ratio`` (None on reference rows), ``seed``, ``pretrain_epoch``
+      (None: the end of pre-training);
+    - the subset (``delbench.subset``): ``n_pool``, ``n_selected``, ``subset_sha256``,
+      ``ids_sha256``, ``pool_ids_sha256``, ``selection`` (the selector's ``diagnostics`` and
+      the pool ``composition`` it kept, where the pool has planted kinds);
+    - results: ``metric`` (the task's), ``higher_is_better`` (its direction), ``metrics``,
+      ``normdel`` (None on reference rows), ``cross_dataset`` (test dataset → metrics),
+      ``pretrain`` (steps, epochs, first/last loss), ``fit`` (the task's statistics);
+    - cost and provenance: ``time_s`` (seconds per stage: select, pretrain, task),
+      ``started_at``, ``finished_at``, ``env``; ``error`` and ``traceback`` when failed.
+    """
+
+    key: str
+    status: str
+    kind: str = "selection"
+    dataset: str | None = None
+    selector: str | None = None
+    selector_name: str | None = None
+    selector_version: str | None = None
+    selector_params: dict[str, Any] = field(default_factory=dict)
+    checkpoint: str | None = None
+    backbone: str | None = None
+    backbone_version: str | None = None
+    backbone_model: str | None = None
+    task: str | None = None
+    task_version: str | None = None
+    task_dataset: str | None = None
+    ratio: float | None = None
+    seed: int | None = None
+    pretrain_epoch: float | None = None
+    n_pool: int | None = None
+    n_selected: int | None = None
+    subset_sha256: str | None = None
+    ids_sha256: str | None = None
+    pool_ids_sha256: str | None = None
+    selection: dict[str, Any] | None = None
+    metric: str | None = None
+    higher_is_better: bool = True
+    metrics: dict[str, float] = field(default_factory=dict)
+    normdel: float | None = None
+    cross_dataset: dict[str, dict[str, float]] = field(default_factory=dict)
+    pretrain: dict[str, Any] | None = None
+    fit: dict[str, Any] | None = None
+    time_s: dict[str, float] = field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+    env: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    traceback: str | None = None
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def score(self) -> float:
+        """The value of the task's metric."""
+        return self.metrics[self.metric]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ResultRow":
+        """A row read back; keys this version does not know (a newer minor schema) are ignored."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in known})
 
 
 def dumps(value: Any, **kwargs: Any) -> str:
@@ -127,9 +216,9 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def append_row(path: str | Path, row: dict[str, Any]) -> None:
+def append_row(path: str | Path, row: ResultRow) -> None:
     """Append one JSON line and fsync, so a killed run loses at most the cell in progress."""
-    line = dumps(row, sort_keys=True) + "\n"
+    line = dumps(row.to_json(), sort_keys=True) + "\n"
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(line)
         handle.flush()
@@ -174,11 +263,11 @@ def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
             raise DelbenchError(f"{path}:{number}: not a JSON line") from None
 
 
-def latest_rows(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def latest_rows(rows: Iterable[ResultRow]) -> list[ResultRow]:
     """Last row per cell key, in first-seen order."""
-    latest: dict[str, dict[str, Any]] = {}
+    latest: dict[str, ResultRow] = {}
     for row in rows:
-        latest[row["key"]] = row
+        latest[row.key] = row
     return list(latest.values())
 
 
@@ -194,14 +283,36 @@ def read_header(run_dir: str | Path) -> dict[str, Any]:
     return header
 
 
-def read_rows(run_dir: str | Path) -> list[dict[str, Any]]:
-    return latest_rows(iter_rows(Path(run_dir) / ROWS_FILE))
+def read_rows(run_dir: str | Path) -> list[ResultRow]:
+    return latest_rows(ResultRow.from_json(data) for data in iter_rows(Path(run_dir) / ROWS_FILE))
 
 
-def verify_run(run_dir: str | Path) -> list[str]:
-    """Recompute every subset hash and check rows against subsets; return problems (empty = ok)."""
+def _reopened_pool_ids(header: dict[str, Any]) -> tuple[list[str] | None, str | None]:
+    """The ids of the run's pool, re-opened here from its recorded protocol (its data root
+    must exist on this machine), or None and why it could not be opened."""
+    from delbench import plugins
+
+    spec = header.get("protocol_config", {}).get("pool") or {}
+    try:
+        pool = plugins.create("dataset", spec["name"], spec.get("params", {}), where="pool", split="all")
+        return list(pool.item_ids()), None
+    except (DelbenchError, KeyError) as exc:
+        return None, (f"pool {spec.get('name')!r} could not be re-opened to check its ids ({exc}); "
+                      f"pass --no-pool to check the hashes alone")
+
+
+def verify_run(run_dir: str | Path, *, check_pool: bool = True) -> list[str]:
+    """Recompute what a run's files let one recompute; return the problems (empty: all match).
+
+    ``run.json``'s config_sha256 against its recorded protocol; every subset file's sha256
+    and size against ``subsets/subsets.json``; every ok row against the subset it names
+    (``subset_sha256``, ``ids_sha256``, ``pool_ids_sha256``). With ``check_pool`` the pool is
+    re-opened from the recorded protocol: its ``pool_ids_sha256`` must still be the run's
+    (otherwise the pool changed or was reordered since), and each subset's indices must still
+    name the images it selected (``ids_sha256``).
+    """
     from delbench.config import protocol_sha256
-    from delbench.subset import subset_sha256
+    from delbench.subset import ids_sha256, selected_ids_sha256, subset_sha256
 
     run_dir = Path(run_dir)
     header = read_header(run_dir)
@@ -210,9 +321,18 @@ def verify_run(run_dir: str | Path) -> list[str]:
     if recomputed != header.get("config_sha256"):
         problems.append(f"{HEADER_FILE}: config_sha256 {header.get('config_sha256')} does not match the "
                         f"recorded protocol ({recomputed})")
+    pool_ids = None
+    if check_pool:
+        pool_ids, problem = _reopened_pool_ids(header)
+        if problem:
+            problems.append(problem)
+        elif ids_sha256(pool_ids) != header.get("pool_ids_sha256"):
+            problems.append(f"the pool changed or was reordered since the run: its pool_ids_sha256 is now "
+                            f"{ids_sha256(pool_ids)}, the run recorded {header.get('pool_ids_sha256')} "
+                            f"({len(pool_ids)} items now, {header.get('n_pool')} then)")
     subsets_path = run_dir / "subsets" / SUBSETS_FILE
     recorded = json.loads(subsets_path.read_text()) if subsets_path.is_file() else {}
-    for name, entry in sorted(recorded.items()):
+    for entry in sorted(recorded.values(), key=lambda e: e["file"]):
         file = run_dir / "subsets" / entry["file"]
         if not file.is_file():
             problems.append(f"subsets/{entry['file']}: missing")
@@ -223,8 +343,20 @@ def verify_run(run_dir: str | Path) -> list[str]:
             problems.append(f"subsets/{entry['file']}: sha256 {actual} != recorded {entry['sha256']}")
         if indices.size != entry.get("n_selected", indices.size):
             problems.append(f"subsets/{entry['file']}: {indices.size} indices, recorded {entry['n_selected']}")
-    by_hash = {e["sha256"] for e in recorded.values()}
+        if pool_ids is not None:
+            if indices.size and (indices.min() < 0 or indices.max() >= len(pool_ids)):
+                problems.append(f"subsets/{entry['file']}: indices beyond the pool's {len(pool_ids)} items")
+            elif selected_ids_sha256(pool_ids, indices) != entry.get("ids_sha256"):
+                problems.append(f"subsets/{entry['file']}: its indices name other images in the pool now "
+                                f"(ids_sha256 {selected_ids_sha256(pool_ids, indices)} != recorded "
+                                f"{entry.get('ids_sha256')})")
+    by_hash = {entry["sha256"]: entry for entry in recorded.values()}
     for row in read_rows(run_dir):  # reference rows use no subset
-        if row.get("status") == "ok" and row.get("subset_sha256") is not None and row["subset_sha256"] not in by_hash:
-            problems.append(f"row {row['key']}: subset_sha256 {row.get('subset_sha256')} has no subset file")
+        if not row.ok or row.subset_sha256 is None:
+            continue
+        entry = by_hash.get(row.subset_sha256)
+        if entry is None:
+            problems.append(f"row {row.key}: subset_sha256 {row.subset_sha256} has no subset file")
+        elif (row.ids_sha256, row.pool_ids_sha256) != (entry.get("ids_sha256"), entry.get("pool_ids_sha256")):
+            problems.append(f"row {row.key}: ids_sha256/pool_ids_sha256 differ from its subset's")
     return problems

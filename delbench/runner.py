@@ -15,6 +15,7 @@ A cell that raises is recorded as ``failed`` with its error and the sweep goes o
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -31,11 +32,11 @@ from typing import Any, Callable
 import numpy as np
 
 from delbench import __version__, plugins
-from delbench.config import EmbeddingSpec, PluginSpec, Protocol, SelectorSpec, TaskSpec, check_plugins
+from delbench.config import (EmbeddingSpec, PluginSpec, Protocol, ReferenceSpec, SelectorSpec, TaskSpec,
+                             check_plugins)
 from delbench.errors import DelbenchError
 from delbench.metrics import normdel
-from delbench.params import check_plugin_params
-from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, append_row,
+from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, ResultRow, append_row,
                               atomic_save_npy, atomic_write_json, atomic_write_text, read_header,
                               read_rows, repair_rows_file, write_split_file)
 from delbench.subset import Subset, check_embeddings, ids_sha256, run_selector, subset_sha256
@@ -71,18 +72,27 @@ def selector_label(spec: SelectorSpec) -> str:
 
 @dataclass(frozen=True)
 class Cell:
-    """One result row: a selection (selector, ratio, seed) evaluated on one task."""
+    """One result row: a selection (selector, ratio, seed) evaluated on one task, or a
+    reference encoder (``reference``; no selector, no ratio) on one task."""
 
-    selector: SelectorSpec
-    ratio: float
+    selector: SelectorSpec | None
+    ratio: float | None
     seed: int
     task: TaskSpec
     pretrain_epoch: float | None = None  # None = the end of pre-training
+    reference: ReferenceSpec | None = None
+
+    @property
+    def label(self) -> str:
+        """What the report calls the row's selection: the selector label or ``reference:<label>``."""
+        return f"reference:{self.reference.label}" if self.reference else selector_label(self.selector)
 
     @property
     def key(self) -> str:
+        if self.reference:
+            return f"{self.label}|seed={self.seed}|{self.task.label}"
         epoch = "" if self.pretrain_epoch is None else f"|epoch={self.pretrain_epoch:g}"
-        return f"{selector_label(self.selector)}|ratio={self.ratio:g}|seed={self.seed}|{self.task.label}{epoch}"
+        return f"{self.label}|ratio={self.ratio:g}|seed={self.seed}|{self.task.label}{epoch}"
 
 
 def plan_cells(protocol: Protocol) -> list[Cell]:
@@ -101,14 +111,6 @@ def environment() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(), "delbench": __version__,
             "torch": torch.__version__, "timm": timm.__version__, "numpy": np.__version__,
             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-
-
-def build(kind: str, spec: PluginSpec, *, where: str | None = None, **harness: Any) -> Any:
-    """A plugin built from its spec: its parameters (and what the harness adds, such as a
-    dataset's ``split``) checked against its signature and ``check_params`` first."""
-    cls = plugins.get(kind, spec.name)
-    check_plugin_params(kind, cls, spec.params, where or f"{kind} ({spec.name})", harness=harness)
-    return cls(**spec.params, **harness)
 
 
 @dataclass
@@ -135,7 +137,7 @@ def open_dataset(ctx: RunContext, spec: PluginSpec, split: str) -> Any:
     split file now (building a dataset writes nothing)."""
     key = _hash([spec, split])
     if key not in ctx.datasets:
-        dataset = build("dataset", spec, **ctx.protocol.dataset_arguments(spec, split))
+        dataset = plugins.create("dataset", spec.name, spec.params, **ctx.protocol.dataset_arguments(spec, split))
         write_split_file(dataset.split_record())
         ctx.datasets[key] = dataset
     return ctx.datasets[key]
@@ -159,7 +161,7 @@ def embedding_backbone(ctx: RunContext):
         return ctx.embedding_backbone
     spec: EmbeddingSpec = ctx.protocol.embedding
     directory = ctx.cache_dir / "embeddings" / embedding_key(ctx.protocol)
-    backbone = build("backbone", ctx.protocol.backbone)
+    backbone = plugins.create("backbone", ctx.protocol.backbone.name, ctx.protocol.backbone.params)
     warm = directory / "warmup.safetensors"
     if spec.checkpoint:
         backbone.load(spec.checkpoint)
@@ -289,7 +291,7 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     paths.update({e: by_step.get(s, paths[None]) for e, s in step_of.items() if s <= steps})
     if info_path.is_file() and all(p.is_file() for p in paths.values()):
         return paths, json.loads(info_path.read_text())
-    backbone = build("backbone", protocol.backbone)
+    backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
 
     def save_intermediate(step: int, loss: float) -> None:
         if step in by_step:
@@ -311,24 +313,39 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
 
 
 # --- stage 4: downstream tasks ------------------------------------------------------------
-def evaluate_task(ctx: RunContext, task_spec: TaskSpec, checkpoint: Path | None, seed: int,
-                  cross_tasks: tuple[TaskSpec, ...] = ()) -> tuple[dict[str, float], str, dict, dict]:
+@dataclass(frozen=True)
+class Evaluation:
+    """What one task cell measured: the task's metric and metrics, its fit statistics, the
+    cross-dataset metrics, NormDEL (None for reference encoders) and the seconds it took."""
+
+    metric: str
+    metrics: dict[str, float]
+    fit: dict[str, Any]
+    cross_dataset: dict[str, dict[str, float]]
+    normdel: float | None
+    seconds: float
+
+
+def evaluate_task(ctx: RunContext, task_spec: TaskSpec, checkpoint: Path | None, seed: int, *,
+                  cross_tasks: tuple[TaskSpec, ...] = (), ratio: float | None = None) -> Evaluation:
     """Fit the task on its training split, evaluate on its test split and on the test split
-    of each task in ``cross_tasks`` (cross-dataset generalisation)."""
+    of each task in ``cross_tasks`` (cross-dataset generalisation); NormDEL at ``ratio``."""
+    started = time.perf_counter()
     protocol = ctx.protocol
     train = open_dataset(ctx, task_spec.dataset, task_spec.train_split)
     test = open_dataset(ctx, task_spec.dataset, task_spec.test_split)
-    backbone = build("backbone", protocol.backbone)
+    backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
     if checkpoint is not None:  # None: the freshly initialised encoder (a reference row)
         backbone.load(checkpoint)
-    task = build("task", PluginSpec(task_spec.name, task_spec.params))
+    task = plugins.create("task", task_spec.name, task_spec.params)
     fit_stats = task.fit(backbone, train, seed=seed)
     metrics = task.evaluate(backbone, test)
     if task.metric not in metrics:
         raise DelbenchError(f"task '{task_spec.name}' did not report its metric '{task.metric}'")
     cross = {other.dataset.name: task.evaluate(backbone, open_dataset(ctx, other.dataset, other.test_split))
              for other in cross_tasks}
-    return metrics, task.metric, fit_stats, cross
+    score = None if ratio is None else normdel(metrics[task.metric], ratio, protocol.alpha)
+    return Evaluation(task.metric, metrics, fit_stats, cross, score, time.perf_counter() - started)
 
 
 def _cross_tasks(protocol: Protocol, cell: "Cell") -> tuple[TaskSpec, ...]:
@@ -340,45 +357,84 @@ def _cross_tasks(protocol: Protocol, cell: "Cell") -> tuple[TaskSpec, ...]:
                  and t.dataset.name in protocol.generalization.datasets)
 
 
-def _row(ctx: RunContext, cell: Cell, started_at: str, **fields: Any) -> dict[str, Any]:
-    selector_cls = plugins.get("selector", cell.selector.name)
-    return {"schema_version": SCHEMA_VERSION, "key": cell.key, "dataset": ctx.protocol.pool.name,
-            "selector": selector_label(cell.selector), "selector_name": cell.selector.name,
-            "selector_version": str(getattr(selector_cls, "version", "0")),
-            "selector_params": cell.selector.params, "backbone": ctx.protocol.backbone.name,
-            "backbone_model": ctx.protocol.backbone.params.get("model"), "task": cell.task.name,
-            "task_dataset": cell.task.dataset.name, "ratio": cell.ratio, "seed": cell.seed,
-            "pretrain_epoch": cell.pretrain_epoch, "n_pool": len(ctx.pool), "started_at": started_at,
-            "finished_at": _now(), "env": ctx.env, **fields}
+@dataclass(frozen=True)
+class SelectionFacts:
+    """What the selection and pre-training shared by a group of cells produced: the subset,
+    its file record (diagnostics, composition, seconds) and the pre-training record."""
+
+    subset: Subset
+    meta: dict[str, Any]
+    pretrain: dict[str, Any]
 
 
-def _finish(ctx: RunContext, row: dict[str, Any]) -> dict[str, Any]:
-    append_row(ctx.work_dir / ROWS_FILE, row)
-    for observer in ctx.observers:
-        try:
-            observer(row)
-        except Exception as exc:  # an observer must not stop the sweep
-            logger.warning("observer failed on %s: %s: %s", row["key"], type(exc).__name__, exc)
-    try:
-        plugins.registries().manager.hook.delbench_cell_finished(row=row)
-    except Exception as exc:
-        logger.warning("delbench_cell_finished hook failed on %s: %s: %s", row["key"], type(exc).__name__, exc)
+def _row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation | BaseException,
+         facts: SelectionFacts | None = None) -> ResultRow:
+    """The one place a result row is made: selection, failed and reference rows alike.
+
+    ``outcome`` is the cell's evaluation or the exception that failed it; ``facts`` what its
+    selection and pre-training produced, when they ran.
+    """
+    protocol = ctx.protocol
+    task_cls = plugins.get("task", cell.task.name)
+    selector = cell.selector
+    row = ResultRow(
+        key=cell.key, status="ok" if isinstance(outcome, Evaluation) else "failed",
+        kind="reference" if cell.reference else "selection", dataset=protocol.pool.name, selector=cell.label,
+        selector_name=selector.name if selector else None,
+        selector_version=_version("selector", selector.name) if selector else None,
+        selector_params=dict(selector.params) if selector else {},
+        checkpoint=cell.reference.checkpoint if cell.reference else None,
+        backbone=protocol.backbone.name, backbone_version=_version("backbone", protocol.backbone.name),
+        backbone_model=protocol.backbone.params.get("model"), task=cell.task.name,
+        task_version=_version("task", cell.task.name), task_dataset=cell.task.dataset.name, ratio=cell.ratio,
+        seed=cell.seed, pretrain_epoch=cell.pretrain_epoch, n_pool=len(ctx.pool),
+        n_selected=0 if cell.reference else None, metric=task_cls.metric,
+        higher_is_better=bool(task_cls.higher_is_better), started_at=started_at, finished_at=_now(), env=ctx.env)
+    if facts is not None:
+        subset, meta, pre = facts.subset, facts.meta, facts.pretrain
+        row.n_selected, row.subset_sha256 = subset.size, subset.sha256
+        row.ids_sha256, row.pool_ids_sha256 = subset.ids_sha256, subset.pool_ids_sha256
+        row.selection = {"diagnostics": meta.get("diagnostics", {}), "composition": meta.get("composition")}
+        row.pretrain = {k: pre[k] for k in ("steps", "epochs", "loss_first", "loss_last")}
+        row.time_s = {"select": meta.get("select_seconds"), "pretrain": pre["seconds"]}
+    if isinstance(outcome, Evaluation):
+        row.metrics, row.fit, row.cross_dataset = outcome.metrics, outcome.fit, outcome.cross_dataset
+        row.normdel = outcome.normdel
+        row.time_s = {**row.time_s, "task": outcome.seconds}
+    else:
+        logger.error("cell %s failed: %s: %s", cell.key, type(outcome).__name__, outcome)
+        row.error = f"{type(outcome).__name__}: {outcome}"
+        row.traceback = "".join(traceback.format_exception(type(outcome), outcome, outcome.__traceback__))[-4000:]
     return row
 
 
-def _error_fields(exc: BaseException) -> dict[str, str]:
-    return {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
-            "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))[-4000:]}
+def _version(kind: str, name: str) -> str:
+    return str(getattr(plugins.get(kind, name), "version", "0"))
 
 
-def _failed_row(ctx: RunContext, cell: Cell, started_at: str, exc: BaseException) -> dict[str, Any]:
-    logger.error("cell %s failed: %s: %s", cell.key, type(exc).__name__, exc)
-    return _row(ctx, cell, started_at, **_error_fields(exc))
+def _finish(ctx: RunContext, row: ResultRow) -> ResultRow:
+    """Append the row, then tell every observer: in-process ones and ``delbench_cell_finished``
+    plugins, each on its own (one that raises is logged, the others still hear of the row)."""
+    append_row(ctx.work_dir / ROWS_FILE, row)
+    record = row.to_json()
+    # each implementation is called on its own: pluggy's hook call would stop at the first
+    # one that raises, silencing every observer registered after it
+    hook = plugins.registries().manager.hook.delbench_cell_finished
+    calls = [(f"observer {observer!r}", functools.partial(observer, record)) for observer in ctx.observers]
+    calls += [(f"plugin {impl.plugin_name!r}", functools.partial(impl.function, row=record))
+              for impl in hook.get_hookimpls()]
+    for name, call in calls:
+        try:
+            call()
+        except Exception as exc:  # an observer must not stop the sweep or silence the others
+            logger.warning("%s failed on %s (the other observers still ran): %s: %s", name, row.key,
+                           type(exc).__name__, exc)
+    return row
 
 
 # --- the run ------------------------------------------------------------------------------
-def prepare_work_dir(protocol: Protocol, work_dir: Path, resume: bool, config_text: str | None,
-                     env: dict[str, Any]) -> None:
+def prepare_work_dir(ctx: RunContext, resume: bool, config_text: str | None) -> None:
+    protocol, work_dir = ctx.protocol, ctx.work_dir
     header_path = work_dir / HEADER_FILE
     if header_path.is_file():
         header = read_header(work_dir)
@@ -389,6 +445,10 @@ def prepare_work_dir(protocol: Protocol, work_dir: Path, resume: bool, config_te
             raise DelbenchError(f"{work_dir} holds a run of a different config (config_sha256 "
                                 f"{header.get('config_sha256', '?')[:12]} ≠ {protocol.sha256[:12]}); "
                                 f"use a new --work-dir")
+        if header.get("pool_ids_sha256") != ctx.pool_ids_sha256:
+            raise DelbenchError(f"{work_dir} was run on another pool (pool_ids_sha256 "
+                                f"{str(header.get('pool_ids_sha256'))[:12]} ≠ {ctx.pool_ids_sha256[:12]}): the pool "
+                                f"changed or was reordered since; use a new --work-dir")
         if repair_rows_file(work_dir / ROWS_FILE):
             logger.warning("%s ended in a half-written row (killed run); moved it to %s.partial",
                            work_dir / ROWS_FILE, ROWS_FILE)
@@ -399,7 +459,8 @@ def prepare_work_dir(protocol: Protocol, work_dir: Path, resume: bool, config_te
                 for kind in plugins.KINDS}
     header = {"schema_version": SCHEMA_VERSION, "protocol": protocol.name, "protocol_version": protocol.version,
               "config_sha256": protocol.sha256, "delbench_version": __version__, "plugin_versions": versions,
-              "created_at": _now(), "env": env, "protocol_config": protocol.to_dict()}
+              "n_pool": len(ctx.pool), "pool_ids_sha256": ctx.pool_ids_sha256,
+              "created_at": _now(), "env": ctx.env, "protocol_config": protocol.to_dict()}
     if config_text is not None:
         atomic_write_text(work_dir / "config.py", config_text)
     atomic_write_json(header_path, header)
@@ -407,8 +468,12 @@ def prepare_work_dir(protocol: Protocol, work_dir: Path, resume: bool, config_te
 
 def run_protocol(protocol: Protocol, work_dir: str | Path, *, resume: bool = False,
                  config_text: str | None = None, progress: bool = True,
-                 observers: list[Callable[[dict[str, Any]], None]] | None = None) -> list[dict[str, Any]]:
-    """Run every cell of ``protocol`` into ``work_dir``; returns the rows written this time."""
+                 observers: list[Callable[[dict[str, Any]], None]] | None = None) -> list[ResultRow]:
+    """Run every cell of ``protocol`` into ``work_dir``; returns the rows written this time.
+
+    ``observers`` are called with each row's JSON record as it is written, like the
+    ``delbench_cell_finished`` hook.
+    """
     from tqdm.auto import tqdm
 
     work_dir = Path(work_dir)
@@ -426,22 +491,22 @@ def run_protocol(protocol: Protocol, work_dir: str | Path, *, resume: bool = Fal
         open_dataset(ctx, task.dataset, task.train_split)
         open_dataset(ctx, task.dataset, task.test_split)
     ctx.env = environment()
-    prepare_work_dir(protocol, work_dir, resume, config_text, ctx.env)
-    done = {row["key"] for row in read_rows(work_dir) if row.get("status") == "ok"}
+    prepare_work_dir(ctx, resume, config_text)
+    done = {row.key for row in read_rows(work_dir) if row.ok}
     _seed_everything(min(protocol.seeds))
     groups: dict[tuple[str, float, int], list[Cell]] = {}
     for cell in plan_cells(protocol):
-        groups.setdefault((selector_label(cell.selector), cell.ratio, cell.seed), []).append(cell)
-    written: list[dict[str, Any]] = []
+        groups.setdefault((cell.label, cell.ratio, cell.seed), []).append(cell)
+    written: list[ResultRow] = []
     bar = tqdm(groups.values(), desc="cells", disable=not progress, unit="subset")
     for cells in bar:
-        bar.set_postfix_str(f"{selector_label(cells[0].selector)} r={cells[0].ratio:g} s={cells[0].seed}")
+        bar.set_postfix_str(f"{cells[0].label} r={cells[0].ratio:g} s={cells[0].seed}")
         written += run_selection(ctx, cells, done)
     written += run_references(ctx, done)
     return written
 
 
-def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[dict[str, Any]]:
+def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[ResultRow]:
     """One (selector, ratio, seed): select, pre-train, then every task (and checkpoint epoch).
 
     A failure while selecting or pre-training fails every cell of the group; a failure in
@@ -462,37 +527,31 @@ def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[di
     except KeyboardInterrupt:
         raise
     except Exception as exc:
-        return [_finish(ctx, _failed_row(ctx, c, started_at, exc)) for c in todo]
+        return [_finish(ctx, _row(ctx, c, started_at, exc)) for c in todo]
+    facts = SelectionFacts(subset, meta, pre)
     written = []
     for cell in todo:
         if cell.pretrain_epoch not in checkpoints:
             logger.info("%s: epoch %g lies beyond this subset's %d-step schedule; no row", cell.key,
                         cell.pretrain_epoch, pre["steps"])
             continue
-        cell_started, started = _now(), time.perf_counter()
+        cell_started = _now()
         try:
             _seed_everything(seed)
-            metrics, metric, fit_stats, cross = evaluate_task(
-                ctx, cell.task, checkpoints[cell.pretrain_epoch], seed, _cross_tasks(protocol, cell))
-            score = normdel(metrics[metric], cell.ratio, protocol.alpha)
+            outcome = evaluate_task(ctx, cell.task, checkpoints[cell.pretrain_epoch], seed,
+                                    cross_tasks=_cross_tasks(protocol, cell), ratio=cell.ratio)
         except KeyboardInterrupt:
             raise
         except Exception as exc:
-            written.append(_finish(ctx, _failed_row(ctx, cell, cell_started, exc)))
-            continue
-        row = _row(ctx, cell, cell_started, status="ok", metric=metric, metrics=metrics, normdel=score,
-                   n_selected=subset.size, subset_sha256=subset.sha256,
-                   pretrain={k: pre[k] for k in ("steps", "epochs", "loss_first", "loss_last")},
-                   fit=fit_stats, cross_dataset=cross,
-                   selection={"diagnostics": meta.get("diagnostics", {}), "composition": meta.get("composition")},
-                   time_s={"select": meta.get("select_seconds"), "pretrain": pre["seconds"],
-                           "task": time.perf_counter() - started})
-        written.append(_finish(ctx, row))
-        logger.info("%s: %s = %.4f, NormDEL = %.4f", cell.key, metric, metrics[metric], score)
+            outcome = exc
+        row = _finish(ctx, _row(ctx, cell, cell_started, outcome, facts))
+        written.append(row)
+        if row.ok:
+            logger.info("%s: %s = %.4f, NormDEL = %.4f", cell.key, row.metric, row.score, row.normdel)
     return written
 
 
-def run_references(ctx: RunContext, done: set[str]) -> list[dict[str, Any]]:
+def run_references(ctx: RunContext, done: set[str]) -> list[ResultRow]:
     """Evaluate each reference encoder (e.g. ImageNet weights) on every task, per seed.
 
     These rows use no pool data: ``ratio`` and ``normdel`` are null and the report shows them
@@ -502,29 +561,19 @@ def run_references(ctx: RunContext, done: set[str]) -> list[dict[str, Any]]:
     for reference in ctx.protocol.references:
         for seed in ctx.protocol.seeds:
             for task in ctx.protocol.tasks:
-                key = f"reference:{reference.label}|seed={seed}|{task.label}"
-                if key in done:
+                cell = Cell(None, None, seed, task, reference=reference)
+                if cell.key in done:
                     continue
-                started_at, started = _now(), time.perf_counter()
-                base = {"schema_version": SCHEMA_VERSION, "key": key, "dataset": ctx.protocol.pool.name,
-                        "selector": f"reference:{reference.label}", "selector_name": None,
-                        "checkpoint": reference.checkpoint, "backbone": ctx.protocol.backbone.name,
-                        "backbone_model": ctx.protocol.backbone.params.get("model"), "task": task.name,
-                        "task_dataset": task.dataset.name, "ratio": None, "seed": seed, "pretrain_epoch": None,
-                        "n_pool": len(ctx.pool), "n_selected": 0, "subset_sha256": None, "normdel": None,
-                        "started_at": started_at, "env": ctx.env}
+                started_at = _now()
                 try:
                     _seed_everything(seed)
                     checkpoint = Path(reference.checkpoint) if reference.checkpoint else None
-                    metrics, metric, fit_stats, _ = evaluate_task(ctx, task, checkpoint, seed)
-                    row = {**base, "status": "ok", "metric": metric, "metrics": metrics, "fit": fit_stats,
-                           "time_s": {"task": time.perf_counter() - started}, "finished_at": _now()}
+                    outcome = evaluate_task(ctx, task, checkpoint, seed)
                 except KeyboardInterrupt:
                     raise
                 except Exception as exc:
-                    logger.error("reference %s failed: %s: %s", key, type(exc).__name__, exc)
-                    row = {**base, **_error_fields(exc), "finished_at": _now()}
-                written.append(_finish(ctx, row))
+                    outcome = exc
+                written.append(_finish(ctx, _row(ctx, cell, started_at, outcome)))
     return written
 
 

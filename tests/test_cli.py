@@ -9,7 +9,7 @@ import pytest
 
 from delbench import hookimpl
 from delbench.cli import main
-from delbench.results import read_rows
+from delbench.results import SCHEMA_VERSION, read_rows
 
 TINY = str(Path(__file__).parent / "configs" / "tiny.py")
 
@@ -23,16 +23,17 @@ def tiny_run(tmp_path_factory):
 
 def test_run_writes_rows_summary_and_report(tiny_run):
     rows = read_rows(tiny_run)
-    assert {r["key"].split("|")[0] for r in rows} == {"full", "random", "meddel"}
+    assert {r.key.split("|")[0] for r in rows} == {"full", "random", "meddel"}
     for row in rows:
-        assert row["status"] == "ok"
-        assert 0.5 <= row["normdel"] <= 1 / (1 + np.exp(-1))
-        assert len(row["subset_sha256"]) == 64
-        assert row["n_selected"] == (120 if row["ratio"] == 1.0 else 12)
-        assert row["pretrain"]["steps"] == 6  # compute-matched: 0.4 epochs × 120 / 8 at every ratio
-        for field in ("dataset", "selector_version", "backbone", "task", "seed", "metrics", "time_s",
-                      "started_at", "env"):
-            assert field in row
+        assert row.ok and row.kind == "selection" and row.schema_version == SCHEMA_VERSION
+        assert 0.5 <= row.normdel <= 1 / (1 + np.exp(-1))
+        assert len(row.subset_sha256) == len(row.ids_sha256) == len(row.pool_ids_sha256) == 64
+        assert row.n_selected == (120 if row.ratio == 1.0 else 12)
+        assert row.pretrain["steps"] == 6  # compute-matched: 0.4 epochs × 120 / 8 at every ratio
+        assert row.metric == "mIoU" and row.higher_is_better is True
+        assert row.selector_version == row.backbone_version == row.task_version == "1"
+        assert set(row.time_s) == {"select", "pretrain", "task"} and row.env and row.started_at
+    assert len({row.pool_ids_sha256 for row in rows}) == 1
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert summary["config_sha256"] == json.loads((tiny_run / "run.json").read_text())["config_sha256"]
     assert {c["selector"] for c in summary["cells"]} == {"full", "random", "meddel"}
@@ -83,7 +84,7 @@ def test_killed_run_resumes_from_truncated_log(tiny_run, tmp_path):
     assert len(read_rows(copy)) == 2
     assert main(["run", TINY, "--work-dir", str(copy), "--resume", "--no-progress", "--quiet"]) == 0
     rows = read_rows(copy)
-    assert len(rows) == 3 and all(r["status"] == "ok" for r in rows)
+    assert len(rows) == 3 and all(r.ok for r in rows)
     assert (copy / "results.jsonl.partial").read_text() == lines[2][: len(lines[2]) // 2] + "\n"
 
 
@@ -91,10 +92,10 @@ def test_same_seed_same_subset_and_metrics(tiny_run, tmp_path):
     again = tmp_path / "again"
     assert main(["run", TINY, "--work-dir", str(again), "--no-progress", "--quiet",
                  "--cfg-options", "runtime.cache_dir=" + str(tmp_path / "fresh_cache")]) == 0
-    first = {r["key"]: r for r in read_rows(tiny_run)}
+    first = {r.key: r for r in read_rows(tiny_run)}
     for row in read_rows(again):
-        assert row["subset_sha256"] == first[row["key"]]["subset_sha256"]
-        assert row["metrics"] == first[row["key"]]["metrics"]
+        assert (row.subset_sha256, row.ids_sha256) == (first[row.key].subset_sha256, first[row.key].ids_sha256)
+        assert row.metrics == first[row.key].metrics
 
 
 class ExplodingSelector:
@@ -126,9 +127,10 @@ def test_failed_cell_is_recorded_and_sweep_goes_on(tmp_path, register_plugin):
     code = main(["run", TINY, "--work-dir", str(work), "--no-progress", "--quiet", "--cfg-options",
                  "selectors=[{'name':'exploding','ratios':[0.1]},{'name':'random','ratios':[0.1]}]"])
     assert code == 1  # some cell failed
-    rows = {r["key"].split("|")[0]: r for r in read_rows(work)}
-    assert rows["exploding"]["status"] == "failed" and "boom" in rows["exploding"]["error"]
-    assert rows["random"]["status"] == "ok"
+    rows = {r.key.split("|")[0]: r for r in read_rows(work)}
+    assert rows["exploding"].status == "failed" and "boom" in rows["exploding"].error
+    assert rows["exploding"].traceback and rows["exploding"].metric == "mIoU"
+    assert rows["random"].ok
     assert [s for _, s in seen] == ["failed", "ok"]
     assert "exploding" in (work / "report.md").read_text()
 
@@ -209,18 +211,19 @@ def test_cross_dataset_matrix_and_reference_rows(tmp_path, register_plugin):
     assert code == 0
     rows = read_rows(work)
     # 6 compute-matched steps of 8 over 12 selected frames: epoch 2 ends at step 3
-    early = [r for r in rows if r.get("pretrain_epoch") == 2]
-    assert len(early) == 2 and all(r["status"] == "ok" for r in early)
-    trained = {r["task_dataset"]: r for r in rows if r["selector"] == "random" and r["pretrain_epoch"] is None}
-    assert set(trained["synthetic_polyp_seg"]["cross_dataset"]) == {"synthetic_polyp_seg_other"}
-    assert 0 <= trained["synthetic_polyp_seg"]["cross_dataset"]["synthetic_polyp_seg_other"]["mIoU"] <= 1
-    references = [r for r in rows if r["selector"] == "reference:random_init"]
-    assert len(references) == 2 and all(r["ratio"] is None and r["normdel"] is None for r in references)
+    early = [r for r in rows if r.pretrain_epoch == 2]
+    assert len(early) == 2 and all(r.ok for r in early)
+    trained = {r.task_dataset: r for r in rows if r.selector == "random" and r.pretrain_epoch is None}
+    assert set(trained["synthetic_polyp_seg"].cross_dataset) == {"synthetic_polyp_seg_other"}
+    assert 0 <= trained["synthetic_polyp_seg"].cross_dataset["synthetic_polyp_seg_other"]["mIoU"] <= 1
+    references = [r for r in rows if r.selector == "reference:random_init"]
+    assert len(references) == 2 and all(r.ratio is None and r.normdel is None for r in references)
+    assert all(r.kind == "reference" and r.subset_sha256 is None and r.n_selected == 0 for r in references)
     report = (work / "report.md").read_text()
     assert "Cross-dataset mIoU (%): random @ 0.1" in report and "reference:random_init" in report
     assert "Intermediate pre-training checkpoints" in report
     # the cross-dataset matrix is evaluated at the end of pre-training only
-    assert all(not r.get("cross_dataset") for r in early)
+    assert all(not r.cross_dataset for r in early)
     assert main(["verify", str(work)]) == 0  # reference rows have no subset and need none
 
 
@@ -233,6 +236,73 @@ def test_run_without_faiss_uses_scikit_learn(tmp_path, monkeypatch):
     assert main(["run", TINY, "--work-dir", str(work), "--no-progress", "--quiet",
                  "--cfg-options", f"selectors={selectors}"]) == 0
     rows = read_rows(work)
-    assert len(rows) == 5 and all(r["status"] == "ok" for r in rows)
-    backends = {r["selection"]["diagnostics"].get("kmeans_backend") for r in rows}
+    assert len(rows) == 5 and all(r.ok for r in rows)
+    backends = {r.selection["diagnostics"].get("kmeans_backend") for r in rows}
     assert "faiss" not in backends and "sklearn" in backends
+
+
+def test_verify_detects_a_reordered_or_changed_pool(tiny_run, monkeypatch, capsys):
+    from delbench_plugins.datasets.synthetic import SyntheticEndoscopy
+
+    listed = SyntheticEndoscopy.item_ids
+    capsys.readouterr()
+    monkeypatch.setattr(SyntheticEndoscopy, "item_ids", lambda self: list(reversed(listed(self))))
+    assert main(["verify", str(tiny_run)]) == 1
+    out = capsys.readouterr().out
+    assert "the pool changed or was reordered since the run" in out
+    assert "its indices name other images in the pool now" in out  # the subsets now mean other frames
+    assert main(["verify", str(tiny_run), "--no-pool"]) == 0  # the hashes alone still match
+
+    def one_frame_renamed(self):
+        return [("renamed" if i == 3 else item) for i, item in enumerate(listed(self))]
+
+    monkeypatch.setattr(SyntheticEndoscopy, "item_ids", one_frame_renamed)
+    assert main(["verify", str(tiny_run)]) == 1
+    out = capsys.readouterr().out
+    assert "pool changed or was reordered" in out and "full_ratio1" in out  # the full subset holds frame 3
+
+
+def test_verify_detects_rows_that_disagree_with_their_subset(tiny_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy)
+    lines = (copy / "results.jsonl").read_text().splitlines()
+    row = json.loads(lines[0])
+    row["ids_sha256"] = "0" * 64
+    (copy / "results.jsonl").write_text("\n".join([json.dumps(row)] + lines[1:]) + "\n")
+    capsys.readouterr()
+    assert main(["verify", str(copy), "--no-pool"]) == 1
+    assert "ids_sha256/pool_ids_sha256 differ from its subset's" in capsys.readouterr().out
+
+
+def test_an_observer_that_raises_does_not_silence_the_others(tmp_path, register_plugin, caplog):
+    from delbench.config import load_protocol
+    from delbench.runner import run_protocol
+
+    heard: list[str] = []
+
+    class Loud:
+        @hookimpl
+        def delbench_cell_finished(self, row):
+            raise RuntimeError("observer exploded")
+
+    class Quiet:
+        @hookimpl
+        def delbench_cell_finished(self, row):
+            heard.append(("plugin", row["key"]))
+
+    register_plugin(Quiet(), "quiet")
+    register_plugin(Loud(), "loud")  # pluggy calls the last registered first: it would stop Quiet
+
+    def failing(record):
+        raise ValueError("in-process observer exploded")
+
+    protocol, _ = load_protocol(TINY, {"selectors": [{"name": "random", "ratios": [0.1]}]})
+    rows = run_protocol(protocol, tmp_path / "run", progress=False,
+                        observers=[failing, lambda record: heard.append(("in-process", record["key"]))])
+    assert [r.ok for r in rows] == [True]
+    assert heard == [("in-process", rows[0].key), ("plugin", rows[0].key)]
+    messages = caplog.text
+    assert "observer exploded" in messages and "in-process observer exploded" in messages
+    assert "plugin 'loud' failed" in messages

@@ -5,15 +5,15 @@ from pathlib import Path
 import pytest
 
 from delbench.report import render_markdown, summarize, write_report
-from delbench.results import HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, append_row
+from delbench.results import HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, ResultRow, append_row
 
 GOLDEN = Path(__file__).parent / "data" / "report_golden.md"
 HEADER = {"schema_version": SCHEMA_VERSION, "protocol": "golden", "protocol_version": "1",
           "config_sha256": "ab" * 32, "delbench_version": "0.1.0", "protocol_config": {"alpha": 1.0}}
 
 
-def _row(selector, ratio, seed, miou, normdel, kept=None, status="ok"):
-    row = {"key": f"{selector}|ratio={ratio:g}|seed={seed}|seg/segmentation", "status": status,
+def _row(selector, ratio, seed, miou, normdel, kept=None, status="ok", higher_is_better=True):
+    row = {"higher_is_better": higher_is_better, "key": f"{selector}|ratio={ratio:g}|seed={seed}|seg/segmentation", "status": status,
            "selector": selector, "ratio": ratio, "seed": seed, "task": "segmentation", "task_dataset": "seg",
            "metric": "mIoU", "metrics": {"mIoU": miou, "Dice": miou - 0.1}, "normdel": normdel,
            "n_selected": int(ratio * 100), "pretrain_epoch": None}
@@ -21,7 +21,7 @@ def _row(selector, ratio, seed, miou, normdel, kept=None, status="ok"):
         row["selection"] = {"composition": {k: {"pool": p, "kept": k_} for k, (p, k_) in kept.items()}}
     if status != "ok":
         row["error"] = "RuntimeError: boom"
-    return row
+    return ResultRow.from_json(row)
 
 
 ROWS = [
@@ -42,6 +42,17 @@ def test_aggregation_by_hand():
     assert truth[("meddel", 0.05)]["core_kept"] == 1.0
     assert truth[("random", 0.05)]["invalid_kept"] == pytest.approx((3 / 50 + 1 / 50) / 2)
     assert summary["failed"] == [{"key": "broken|ratio=0.05|seed=0|seg/segmentation", "error": "RuntimeError: boom"}]
+
+
+def test_selectors_are_ranked_in_the_direction_of_the_metric():
+    better_high = summarize(HEADER, ROWS)
+    table = render_markdown(better_high).split("| selector", 1)[1]
+    assert table.index("| meddel") < table.index("| random")  # 68 % beats 62 %
+    error_rows = [_row(s, r, seed, score, 0.6, higher_is_better=False) for s, r, seed, score in
+                  (("full", 1.0, 0, 0.1), ("meddel", 0.05, 0, 0.3), ("random", 0.05, 0, 0.2))]
+    table = render_markdown(summarize(HEADER, error_rows)).split("| selector", 1)[1]
+    assert table.index("| full") < table.index("| random") < table.index("| meddel")  # lower error first
+    assert "(lower is better)" in render_markdown(summarize(HEADER, error_rows))
 
 
 def test_markdown_matches_golden_file():
