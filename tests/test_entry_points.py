@@ -48,6 +48,147 @@ def delbench_register_selectors():
 
 BROKEN_PLUGIN = "raise ImportError('this plugin is broken on purpose')\n"
 
+# Written only against delbench.interfaces (no delbench_plugins import): the issue's
+# "done when" for a third-party selector and a third-party backbone.
+TEMPLATE_SELECTOR_PLUGIN = '''\
+import numpy as np
+
+from delbench import hookimpl
+from delbench.interfaces import Selector
+
+
+class FarthestFromMean(Selector):
+    """Keeps the items whose embeddings lie farthest from the pool's mean embedding."""
+
+    name = "farthest_from_mean"
+    version = "0.2"
+    description = "embeddings farthest from the pool mean (third-party example)"
+    requires_embeddings = True
+    deterministic_in_seed = True
+
+    def choose(self, pool, k, *, seed, embeddings, power: float = 2.0):
+        rows = np.asarray(embeddings, dtype=np.float64)
+        distance = (np.abs(rows - rows.mean(axis=0)) ** power).sum(axis=1)
+        return np.lexsort((np.arange(len(rows)), -distance))[:k], {"power": power}
+
+
+@hookimpl
+def delbench_register_selectors():
+    return [FarthestFromMean]
+'''
+
+BACKBONE_PLUGIN = '''\
+import os
+import tempfile
+
+import numpy as np
+
+from delbench import hookimpl
+from delbench.interfaces import Backbone
+
+
+class LinearPatchAutoencoder(Backbone):
+    """Each patch is flattened and mapped by one linear layer to a token; a second linear
+    layer rebuilds the pixels of a random three quarters of the patches from their tokens."""
+
+    name = "linear_patch_autoencoder"
+    version = "0.2"
+    description = "one linear layer per patch, trained to rebuild masked patches (third-party example)"
+
+    def __init__(self, *, image_size: int = 32, patch: int = 8, width: int = 24):
+        import torch
+
+        self.image_size, self.patch, self.width = image_size, patch, width
+        generator = torch.Generator().manual_seed(0)
+        self.layers = torch.nn.ModuleDict({"encode": torch.nn.Linear(3 * patch * patch, width),
+                                           "decode": torch.nn.Linear(width, 3 * patch * patch)})
+        with torch.no_grad():
+            for parameter in self.layers.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.05)
+
+    @property
+    def embed_dim(self):
+        return self.width
+
+    @property
+    def grid_size(self):
+        return (self.image_size // self.patch, self.image_size // self.patch)
+
+    @property
+    def encoder(self):
+        return self.layers["encode"]
+
+    def preprocess(self, images):
+        import torch
+
+        pixels = torch.as_tensor(np.array(images, dtype=np.float32))
+        return pixels.permute(0, 3, 1, 2) / 127.5 - 1.0
+
+    def _pixels(self, x):
+        p = self.patch
+        return x.unfold(2, p, p).unfold(3, p, p).permute(0, 2, 3, 1, 4, 5).reshape(len(x), -1, 3 * p * p)
+
+    def patch_tokens(self, images):
+        return self.layers["encode"](self._pixels(images))
+
+    def embed(self, images):
+        import torch
+
+        with torch.no_grad():
+            return self.patch_tokens(self.preprocess(images)).mean(1).numpy().astype(np.float32)
+
+    def _masked_error(self, images, generator):
+        import torch
+
+        x = self._pixels(self.preprocess(images))
+        error = ((self.layers["decode"](self.layers["encode"](x)) - x) ** 2).mean(-1)
+        hidden = (torch.rand(error.shape, generator=generator) < 0.75).float()
+        return (error * hidden).sum(1) / hidden.sum(1).clamp(min=1.0)
+
+    def reconstruction_loss(self, images, *, seed):
+        import torch
+
+        with torch.no_grad():
+            return self._masked_error(images, torch.Generator().manual_seed(seed)).numpy().astype(np.float32)
+
+    def pretrain(self, pool, indices, *, steps, batch_size, seed, optimizer, progress=False, on_step=None):
+        import torch
+
+        generator, order = torch.Generator().manual_seed(seed), np.random.default_rng(seed)
+        adam = torch.optim.Adam(self.layers.parameters(), lr=float(optimizer.get("lr", 1e-3)))
+        losses = []
+        for step in range(1, steps + 1):
+            batch = np.sort(order.choice(indices, size=min(batch_size, len(indices)), replace=False))
+            loss = self._masked_error(pool.load_images(batch), generator).mean()
+            adam.zero_grad()
+            loss.backward()
+            adam.step()
+            losses.append(float(loss.detach()))
+            if on_step:
+                on_step(step, losses[-1])
+        return {"loss": losses}
+
+    def save(self, path):
+        from safetensors.torch import save_file
+
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=folder)
+        os.close(handle)
+        save_file({k: v.contiguous() for k, v in self.layers.state_dict().items()}, partial)
+        os.replace(partial, path)
+
+    def load(self, path):
+        from safetensors.torch import load_file
+
+        self.layers.load_state_dict(load_file(str(path)))
+
+
+@hookimpl
+def delbench_register_backbones():
+    return [LinearPatchAutoencoder]
+'''
+
 
 def _install(tmp_path: Path, name: str, source: str) -> Path:
     project = tmp_path / f"src_{name}"
@@ -73,6 +214,8 @@ def _delbench(site: Path, *args: str, env_extra: dict | None = None) -> subproce
 def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("thirdparty")
     _install(tmp_path, "delbench_first_items", GOOD_PLUGIN)
+    _install(tmp_path, "delbench_farthest_from_mean", TEMPLATE_SELECTOR_PLUGIN)
+    _install(tmp_path, "delbench_linear_patch_autoencoder", BACKBONE_PLUGIN)
     return _install(tmp_path, "delbench_broken_plugin", BROKEN_PLUGIN)
 
 
@@ -105,3 +248,33 @@ def test_third_party_selector_passes_the_contract_checker(site, monkeypatch):
     from delbench_first_items import FirstItems
 
     check_selector(FirstItems)
+
+
+def test_third_party_selector_and_backbone_pass_the_contract_checkers(site, monkeypatch):
+    monkeypatch.syspath_prepend(str(site))
+    from delbench.testing import check_backbone, check_selector
+    from delbench_farthest_from_mean import FarthestFromMean
+    from delbench_linear_patch_autoencoder import LinearPatchAutoencoder
+
+    check_selector(FarthestFromMean)
+    check_backbone(LinearPatchAutoencoder, params={"image_size": 32})
+    assert "delbench_plugins" not in (Path(site) / "delbench_linear_patch_autoencoder.py").read_text()
+
+
+@pytest.mark.slow  # a whole tiny run in a fresh process: ~20 s on a busy 2-core machine
+def test_third_party_selector_and_backbone_run_through_delbench_run(site, tmp_path):
+    tiny = Path(__file__).parent / "configs" / "tiny.py"
+    protocol = tmp_path / "third_party.py"
+    protocol.write_text(
+        f"_base_ = [{str(tiny)!r}]\n"
+        "backbone = dict(_delete_=True, name='linear_patch_autoencoder', params=dict(image_size=32))\n"
+        "selectors = [dict(name='full', ratios=[1.0]),\n"
+        "             dict(name='farthest_from_mean', ratios=[0.1], params=dict(power=1.0))]\n")
+    work = tmp_path / "run"
+    result = _delbench(site, "run", str(protocol), "--work-dir", str(work), "--no-progress", "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
+    assert {row["selector"] for row in rows} == {"full", "farthest_from_mean[power=1.0]"}
+    assert all(row["status"] == "ok" and row["backbone"] == "linear_patch_autoencoder" for row in rows)
+    assert {row["selector_version"] for row in rows if row["selector_name"] == "farthest_from_mean"} == {"0.2"}
+    assert _delbench(site, "verify", str(work)).returncode == 0
