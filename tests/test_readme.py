@@ -31,3 +31,22 @@ def test_every_hook_spec_is_documented_in_the_plugin_guide():
     for name in specs:
         assert f"`{name}(" in guide, f"hook {name} is not documented in the README's plugin guide"
         assert getattr(hookspecs, name).__doc__, f"hook {name} has no docstring"
+
+
+def test_the_plugin_guides_selector_meets_the_contract():
+    from delbench.errors import ConfigError
+    from delbench.testing import check_selector, make_contract_pool
+
+    example = next(block for block in re.findall(r"```python\n(.*?)```", README, flags=re.S) if "class EveryKth" in block)
+    namespace: dict = {}
+    exec(compile(example, "README.md", "exec"), namespace)
+    every_kth = namespace["EveryKth"]
+    check_selector(every_kth)
+    pool, _ = make_contract_pool()
+    assert every_kth().select(pool, 0.1, seed=0, offset=3).indices.size == 12
+    try:
+        every_kth().select(pool, 0.1, seed=0, offset=-1)
+    except ConfigError as exc:
+        assert "offset" in str(exc)
+    else:
+        raise AssertionError("a negative offset was accepted")
