@@ -10,7 +10,13 @@ Parameters. A plugin's parameters are the keyword parameters of its constructor 
 selector's: of ``choose``, or of ``select`` when it implements ``select`` itself). The harness
 binds a protocol's parameters against that signature and calls the plugin's classmethod
 ``check_params(params)`` when the protocol loads, before any work (:mod:`delbench.params`);
-constructors call the same ``check_params``, so each rule is written once.
+building a plugin calls the same ``check_params`` (``Plugin.__new__``), so each rule is
+written once.
+
+Logic here is limited to what every plugin of a kind shares: the parameter check on
+construction, trivial defaults (``item_ids`` from ``item_id``, ``load_images`` from
+``__getitem__``) and the :class:`Selector` template, which owns the steps every selector
+shares so a selector writes only its choice.
 """
 from __future__ import annotations
 
