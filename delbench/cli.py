@@ -133,9 +133,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_data_check(args: argparse.Namespace) -> int:
     from delbench import plugins
     from delbench.datacheck import check_dataset
+    from delbench.params import check_plugin_params
 
     params = _key_values(args.dataset_param, "--dataset-param")
-    report = check_dataset(plugins.get_dataset(args.name), root=args.root, **params)
+    dataset_cls = plugins.get_dataset(args.name)
+    check_plugin_params("dataset", dataset_cls, {**params, **({"root": args.root} if args.root else {})},
+                        f"--dataset-param ({args.name})")
+    report = check_dataset(dataset_cls, root=args.root, **params)
     print(report.format())
     return 1 if report.problems else 0
 

@@ -77,3 +77,9 @@ def test_select_checks_its_parameters_before_building_the_pool(argv, words, tmp_
     assert code == 1 and len(err.splitlines()) == 1, err
     assert all(word in err for word in words), err
     assert elapsed < 1.0 and not out.exists()
+
+
+def test_data_check_checks_its_parameters(capsys):
+    assert main(["data", "check", "kvasir_seg", "--root", ".", "--dataset-param", "mask_treshold=1"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "did you mean 'mask_threshold'" in err and "--dataset-param (kvasir_seg)" in err
