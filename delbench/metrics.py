@@ -1,4 +1,7 @@
-"""Metrics: segmentation scores, DEL / NormDEL, and aggregation over seeds (numpy only).
+"""Metrics: segmentation scores and DEL / NormDEL (numpy only).
+
+Statistics over seeds live in :mod:`delbench.stats`; ``mean_std`` and
+``confidence_interval`` are kept here for existing callers.
 
 Definitions (hand-checked in tests/test_metrics.py):
 
@@ -12,12 +15,12 @@ Definitions (hand-checked in tests/test_metrics.py):
 """
 from __future__ import annotations
 
-import math
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from delbench.errors import ConfigError
+from delbench.stats import mean_interval, mean_std  # noqa: F401  (mean_std: re-exported for callers)
 
 
 def _check_fraction(name: str, value: np.ndarray, low_open: bool = False) -> None:
@@ -77,21 +80,7 @@ def dice(confusion: np.ndarray, foreground: Sequence[int] | None = None) -> floa
     return float(2 * tp / denominator) if denominator else 1.0
 
 
-def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
-    """Mean, sample standard deviation (0 for one value) and count, NaNs ignored."""
-    array = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if array.size == 0:
-        return math.nan, math.nan, 0
-    std = float(array.std(ddof=1)) if array.size > 1 else 0.0
-    return float(array.mean()), std, int(array.size)
-
-
 def confidence_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t confidence interval of the mean (NaN, NaN for fewer than two values)."""
-    mean, std, n = mean_std(values)
-    if n < 2:
-        return math.nan, math.nan
-    from scipy import stats  # scikit-learn depends on scipy, so it is always there
-
-    half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * std / math.sqrt(n)
-    return mean - half, mean + half
+    """``(low, high)`` of :func:`delbench.stats.mean_interval` (NaN, NaN for fewer than two values)."""
+    _, low, high, _ = mean_interval(values, level)
+    return low, high
