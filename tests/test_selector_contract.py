@@ -20,7 +20,7 @@ def test_registered_selector_meets_contract(selector_name, check_name):
 
 
 def test_every_builtin_selector_of_this_suite_is_registered():
-    expected = {"full", "random", "stratified", "oracle", "meddel", "semdedup", "prototypes", "d4"}
+    expected = {"full", "random", "stratified", "oracle", "anti_oracle", "meddel", "semdedup", "prototypes", "d4"}
     assert expected <= set(delbench.list_selectors())
 
 

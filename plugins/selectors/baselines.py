@@ -2,8 +2,9 @@
 
 They bound what a learned selector should be compared with: ``full`` is the 100 % reference
 of NormDEL, ``random`` and ``stratified`` the baselines every data-pruning paper reports,
-and ``oracle`` (synthetic pool only) the best a selector could do given the planted ground
-truth.
+and ``oracle`` / ``anti_oracle`` (synthetic pool only) the best and the worst a selector
+could do given the planted ground truth: with ``random`` between them they bracket every real
+selector, and a benchmark whose score cannot separate the three is not measuring selection.
 """
 from __future__ import annotations
 
@@ -141,15 +142,7 @@ class Oracle(Selector):
 
     def choose(self, pool: Dataset, k: int, *, seed: int, by: str = "scene_id") -> tuple[np.ndarray, dict]:
         n = len(pool)
-        metadata = _pool_metadata(pool)  # fetched once: a pool may build it on every call
-        kind = _metadata_column(pool, "kind", self.name, metadata).astype(str)
-        unknown = sorted(set(np.unique(kind)) - set(self.tiers))
-        if unknown:
-            raise SelectionError(f"oracle: unknown frame kinds {unknown}; expected {list(self.tiers)}")
-        group = np.unique(_metadata_column(pool, by, self.name, metadata), return_inverse=True)[1].reshape(-1)
-        tier = np.empty(n, np.int64)
-        for position, name in enumerate(self.tiers):
-            tier[kind == name] = position
+        kind, tier, group = _planted_tiers(pool, self.name, self.tiers, by)
         # rank of each item inside its (tier, group), in index order
         by_group = np.lexsort((np.arange(n), group, tier))
         first = np.r_[True, (tier[by_group][1:] != tier[by_group][:-1]) | (group[by_group][1:] != group[by_group][:-1])]
@@ -157,10 +150,65 @@ class Oracle(Selector):
         rank = np.empty(n, np.int64)
         rank[by_group] = np.arange(n) - run_start
         chosen = np.lexsort((np.arange(n), group, rank, tier))[:k]
-        kinds, counts = np.unique(kind[chosen], return_counts=True)
-        return chosen, {"kept_by_kind": {str(a): int(b) for a, b in zip(kinds, counts)}}
+        return chosen, {"kept_by_kind": _kept_by_kind(kind[chosen])}
+
+
+class AntiOracle(Selector):
+    """Lower reference on the synthetic pool: keeps first what a selector should drop.
+
+    Uses ``pool.metadata()['kind']`` (``synthetic_endoscopy``): ``invalid`` frames first, then
+    ``near_duplicate`` frames, ``core`` frames last; inside each tier the frames are taken
+    group by group (``by`` column, a scene by default), the groups with the most frames of
+    that tier first, so the subset covers as few scenes as possible: the least diverse valid
+    data there is. Deterministic (ties by group, then index): the seed plays no role.
+
+    Parameters: ``by`` — column grouping near-duplicates (default ``'scene_id'``).
+    Diagnostics: ``kept_by_kind`` (counts per kind), ``n_groups`` (groups touched).
+    """
+
+    name = "anti_oracle"
+    version = "1"
+    description = "Synthetic pool only: keeps invalid frames first, then near-duplicates of as few scenes as possible"
+    deterministic_in_seed = True
+    #: tiers in the order they are kept
+    tiers = ("invalid", "near_duplicate", "core")
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        _check_column_name(params, "by")
+
+    def choose(self, pool: Dataset, k: int, *, seed: int, by: str = "scene_id") -> tuple[np.ndarray, dict]:
+        n = len(pool)
+        kind, tier, group = _planted_tiers(pool, self.name, self.tiers, by)
+        # frames of each (tier, group): the biggest groups of a tier come first
+        cell = tier * (group.max(initial=0) + 1) + group
+        size = np.bincount(cell)[cell]
+        chosen = np.lexsort((np.arange(n), group, -size, tier))[:k]
+        return chosen, {"kept_by_kind": _kept_by_kind(kind[chosen]),
+                        "n_groups": int(np.unique(group[chosen]).size)}
+
+
+def _planted_tiers(pool: Dataset, selector: str, tiers: tuple[str, ...],
+                   by: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The planted ``kind`` of every item, its position in ``tiers`` and its group id (dense
+    integers from the ``by`` column): what the bracket selectors order by."""
+    metadata = _pool_metadata(pool)  # fetched once: a pool may build it on every call
+    kind = _metadata_column(pool, "kind", selector, metadata).astype(str)
+    unknown = sorted(set(np.unique(kind)) - set(tiers))
+    if unknown:
+        raise SelectionError(f"{selector}: unknown frame kinds {unknown}; expected {list(tiers)}")
+    group = np.unique(_metadata_column(pool, by, selector, metadata), return_inverse=True)[1].reshape(-1)
+    tier = np.empty(len(pool), np.int64)
+    for position, name in enumerate(tiers):
+        tier[kind == name] = position
+    return kind, tier, group
+
+
+def _kept_by_kind(kinds: np.ndarray) -> dict[str, int]:
+    names, counts = np.unique(kinds, return_counts=True)
+    return {str(a): int(b) for a, b in zip(names, counts)}
 
 
 @hookimpl
 def delbench_register_selectors() -> list[type]:
-    return [Full, Random, Stratified, Oracle]
+    return [Full, Random, Stratified, Oracle, AntiOracle]
