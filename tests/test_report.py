@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from delbench.report import render_markdown, summarize, write_report
+from delbench.report import render_markdown, summarize, validity_verdict, write_report
 from delbench.results import HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, ResultRow, append_row
 
 GOLDEN = Path(__file__).parent / "data" / "report_golden.md"
@@ -14,7 +14,8 @@ HEADER = {"schema_version": SCHEMA_VERSION, "protocol": "golden", "protocol_vers
 
 def _row(selector, ratio, seed, miou, normdel, kept=None, status="ok", higher_is_better=True):
     row = {"higher_is_better": higher_is_better, "key": f"{selector}|ratio={ratio:g}|seed={seed}|seg/segmentation", "status": status,
-           "selector": selector, "ratio": ratio, "seed": seed, "task": "segmentation", "task_dataset": "seg",
+           "selector": selector, "selector_name": selector.split("[")[0], "ratio": ratio, "seed": seed,
+           "task": "segmentation", "task_dataset": "seg",
            "metric": "mIoU", "metrics": {"mIoU": miou, "Dice": miou - 0.1}, "normdel": normdel,
            "n_selected": int(ratio * 100), "pretrain_epoch": None}
     if kept:
@@ -69,3 +70,144 @@ def test_write_report_is_atomic_and_complete(tmp_path):
     assert report_path.read_text() == GOLDEN.read_text() + "\n![scores against ratio](scores.png)\n"
     assert (tmp_path / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+# -- validity: bracket, rank correlation, secondary metrics -------------------------------
+
+CORE_KEPT = {"oracle": 4, "meddel[center=true]": 3, "oracle[k=2]": 2, "random": 1, "anti_oracle": 0}  # of 4
+PASSING = {"oracle": [0.80, 0.82, 0.84], "meddel[center=true]": [0.75], "oracle[k=2]": [0.73],
+           "random": [0.70, 0.71, 0.72], "anti_oracle": [0.50, 0.52, 0.54]}
+
+
+def _selection_rows(scores, ratio=0.05, higher_is_better=True, planted=True, loss=None, quality=None):
+    """Rows of ``scores[selector][seed]``; ``loss`` and ``quality`` add the secondary metrics."""
+    rows = []
+    for selector, values in scores.items():
+        for seed, score in enumerate(values):
+            kept = {"core": (4, CORE_KEPT[selector]), "invalid": (50, 0)} if planted else None
+            row = _row(selector, ratio, seed, score, 0.6, kept, higher_is_better=higher_is_better)
+            if loss:
+                row.pretrain = {"heldout_recon_loss": loss[selector][seed]}
+            if quality and (selector, seed) in quality:
+                row.selection["embedding_quality"] = {"scene_nn_agreement": quality[(selector, seed)]}
+            rows.append(row)
+    return rows
+
+
+def test_validity_bracket_passes_by_hand():
+    checkpoint = _row("oracle", 0.05, 0, 0.0, 0.6, {"core": (4, 4)})
+    checkpoint.pretrain_epoch = 1.0  # intermediate checkpoints are not part of the bracket
+    loss = {"oracle": [0.10, 0.11, 0.12], "random": [0.20, 0.20, 0.20], "anti_oracle": [0.30, 0.32, 0.34],
+            "meddel[center=true]": [0.15], "oracle[k=2]": [0.16]}
+    quality = {("oracle", 0): 0.8, ("random", 0): 0.9}  # seed 0: mean 0.85
+    rows = _selection_rows(PASSING, loss=loss, quality=quality) + [checkpoint, ROWS[0]]
+    summary = summarize(HEADER, rows)
+    validity = summary["validity"]
+    assert validity["ground_truth"] and validity["bracket_passed"] is True
+    [entry] = validity["bracket"]  # ratio 1 (the `full` row) is not bracketed
+    assert (entry["ratio"], entry["missing"], entry["passed"]) == (0.05, [], True)
+    oracle = entry["selectors"]["oracle"]
+    # oracle 0.80, 0.82, 0.84: mean 0.82, sd 0.02, half width 4.302653 · 0.02 / √3 = 0.049683
+    assert oracle["mean"] == pytest.approx(0.82) and oracle["n_seeds"] == 3
+    assert oracle["half_width"] == pytest.approx(0.049683, abs=1e-6)
+    upper, lower = entry["gaps"]["oracle-random"], entry["gaps"]["random-anti_oracle"]
+    # oracle − random per seed: 0.10, 0.11, 0.12; mean 0.11, sd 0.01, half width 4.302653 · 0.01 / √3 = 0.024841
+    assert upper["seeds"] == [0, 1, 2] and upper["gaps"] == pytest.approx([0.10, 0.11, 0.12])
+    assert upper["mean"] == pytest.approx(0.11) and upper["half_width"] == pytest.approx(0.024841, abs=1e-6)
+    # random − anti_oracle: 0.20, 0.19, 0.18; mean 0.19, same spread
+    assert lower["mean"] == pytest.approx(0.19) and upper["holds"] and lower["holds"]
+    # the parametrised oracle[k=2] is no bracket member, but it is in the rank correlation:
+    # core kept 1, 0.75, 0.5, 0.25, 0 against scores 0.82, 0.75, 0.73, 0.71, 0.52 is a perfect ranking,
+    # rho 1, exact p = 2 / 5! = 1/60
+    [correlation] = validity["rank_correlation"]
+    assert correlation["n_selectors"] == 5
+    assert (correlation["rho"], correlation["p_value"]) == (pytest.approx(1.0), pytest.approx(1 / 60))
+    # held-out loss, lower is better: oracle − random gap = random loss − oracle loss = 0.10, 0.09, 0.08
+    [heldout] = validity["heldout_recon_loss"]
+    assert heldout["gaps"]["oracle-random"]["mean"] == pytest.approx(0.09) and heldout["passed"]
+    assert validity["embedding_quality"] == [
+        {"seed": 0, "n_rows": 2, "values": {"scene_nn_agreement": pytest.approx(0.85)}}]
+    assert "bracket_passed" not in str(summary["cells"])  # the score tables are untouched
+
+    markdown = render_markdown(summary)
+    assert markdown.index("## Downstream scores") < markdown.index("## Validity") < markdown.index(
+        "## What the selections removed")
+    section = markdown.split("## Validity", 1)[1].split("## What the selections removed", 1)[0]
+    assert "95 % Student-t interval (α = 0.05)" in section
+    assert "| 0.05    | 82.00 [77.03, 86.97], n=3 |" in section
+    assert "+11.00 ± 2.48 (min +10.00)" in section and "+19.00 ± 2.48 (min +18.00)" in section
+    assert "Bracket check: PASSED at ratio 0.05." in section
+    assert "per ratio only" in section and "| 0.05    | 5           | +1.000 | 0.0167 |" in section
+    assert "not used for NormDEL" in section and "+0.09 ± 0.02484 (min +0.08)" in section
+    assert "scene_nn_agreement" in section and "0.85" in section
+    assert validity_verdict(summary) == "bracket check PASSED at ratio 0.05"
+
+
+def test_validity_flips_the_sign_for_lower_is_better():
+    errors = {name: [1 - v for v in values] for name, values in PASSING.items()}
+    validity = summarize(HEADER, _selection_rows(errors, higher_is_better=False))["validity"]
+    [entry] = validity["bracket"]
+    assert entry["selectors"]["oracle"]["mean"] == pytest.approx(0.18)  # raw error, unflipped
+    assert entry["gaps"]["oracle-random"]["mean"] == pytest.approx(0.11)  # positive: oracle has less error
+    assert entry["passed"] and validity["rank_correlation"][0]["rho"] == pytest.approx(1.0)
+
+
+def test_validity_bracket_fails_on_one_seed_by_hand():
+    failing = dict(PASSING, anti_oracle=[0.50, 0.52, 0.77])
+    summary = summarize(HEADER, _selection_rows(failing))
+    validity = summary["validity"]
+    [entry] = validity["bracket"]
+    gap = entry["gaps"]["random-anti_oracle"]
+    # random − anti_oracle per seed: 0.20, 0.19, −0.05; mean 0.34 / 3 = 0.113333;
+    # deviations 0.086667, 0.076667, −0.163333, squares sum 0.040067, sd √(0.040067 / 2) = 0.141539,
+    # half width 4.302653 · 0.141539 / √3 = 0.351603: mean < half width and one seed is negative
+    assert gap["gaps"] == pytest.approx([0.20, 0.19, -0.05])
+    assert gap["mean"] == pytest.approx(0.113333, abs=1e-6) and gap["half_width"] == pytest.approx(0.351603, abs=1e-5)
+    assert not gap["holds"] and entry["gaps"]["oracle-random"]["holds"]
+    assert entry["passed"] is False and validity["bracket_passed"] is False
+    markdown = render_markdown(summary)
+    assert "| FAIL: random−anti_oracle gap +11.33 ± 35.16 (min −5.00) |" in markdown
+    assert "Bracket check: FAILED at 0.05: random−anti_oracle gap +11.33 ± 35.16 (min −5.00)." in markdown
+    assert validity_verdict(summary) == (
+        "bracket check FAILED at 0.05: random−anti_oracle gap +11.33 ± 35.16 (min −5.00)")
+
+
+def test_validity_with_one_seed_needs_two(tmp_path):
+    one_seed = {name: values[:1] for name, values in PASSING.items()}
+    rows = _selection_rows(one_seed)
+    summary = summarize(HEADER, rows)
+    [entry] = summary["validity"]["bracket"]
+    assert entry["gaps"]["oracle-random"]["gaps"] == pytest.approx([0.10])  # 0.80 − 0.70
+    assert entry["passed"] is False and summary["validity"]["bracket_passed"] is False
+    assert "needs at least 2 seeds" in render_markdown(summary)
+    assert validity_verdict(summary) == "bracket check FAILED at 0.05: needs at least 2 seeds"
+    # NaN half-widths are written as null, and the summary read back renders the same
+    (tmp_path / HEADER_FILE).write_text(json.dumps(HEADER))
+    for row in rows:
+        append_row(tmp_path / ROWS_FILE, row)
+    summary_path, report_path = write_report(tmp_path)
+    loaded = json.loads(summary_path.read_text())
+    assert loaded["validity"]["bracket"][0]["gaps"]["oracle-random"]["half_width"] is None
+    assert render_markdown(loaded).split("## Validity")[1] == render_markdown(summary).split("## Validity")[1]
+    assert validity_verdict(loaded) == validity_verdict(summary)
+
+
+def test_validity_names_a_missing_bracket_selector():
+    rows = _selection_rows(PASSING) + _selection_rows({"oracle": [0.8, 0.8], "random": [0.7, 0.7]}, ratio=0.2)
+    summary = summarize(HEADER, rows)
+    at_02 = next(e for e in summary["validity"]["bracket"] if e["ratio"] == 0.2)
+    assert at_02["missing"] == ["anti_oracle"] and at_02["passed"] is None and at_02["gaps"] == {}
+    assert summary["validity"]["bracket_passed"] is True  # the one ratio that could be checked passed
+    assert "not run: anti_oracle missing" in render_markdown(summary)
+    assert validity_verdict(summary) == "bracket check PASSED at ratio 0.05; not run at 0.2: anti_oracle missing"
+
+
+def test_validity_on_a_real_pool_without_ground_truth():
+    summary = summarize(HEADER, _selection_rows({"random": [0.7, 0.71], "meddel[center=true]": [0.75, 0.74]},
+                                                planted=False))
+    validity = summary["validity"]
+    assert validity["ground_truth"] is False and validity["bracket_passed"] is None
+    assert validity["bracket"] == [] and validity["rank_correlation"] == []
+    section = render_markdown(summary).split("## Validity", 1)[1]
+    assert "no planted ground truth" in section and "`synthetic_endoscopy`" in section
+    assert validity_verdict(summary) is None
