@@ -81,3 +81,84 @@ def test_encoder_requires_grad_is_restored_when_training_fails(polyps):
     with pytest.raises(RuntimeError, match="out of memory"):
         Segmentation(epochs=1, batch_size=4, hidden_dim=8).fit(backbone, train, seed=0)
     assert all(p.requires_grad for p in backbone.encoder.parameters())
+
+
+# --- the frozen kNN probe -------------------------------------------------------------------
+class MeanColourBackbone(FakeBackbone):
+    """Tokens are each patch's mean colour: a fixed encoder whose features we can reason about."""
+
+    def patch_tokens(self, x):
+        pooled = torch.nn.functional.avg_pool2d(x, 4)
+        return pooled.flatten(2).transpose(1, 2)
+
+
+class TwoColourSet(delbench.interfaces.Dataset):
+    """16 × 16 images: a red square (class 1) on a blue background (class 0), placed on the
+    4-pixel grid, so every patch token is pure red or pure blue."""
+
+    name, roles, splits, num_classes = "two_colour", ("segmentation",), ("train", "test"), 2
+
+    def __init__(self, n: int = 6, offset: int = 0) -> None:
+        self.n, self.offset = n, offset
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, index: int):
+        cell = (index + self.offset) % 9
+        y, x = 4 * (cell // 3), 4 * (cell % 3)
+        mask = np.zeros((16, 16), np.uint8)
+        mask[y:y + 8, x:x + 8] = 1
+        image = np.zeros((16, 16, 3), np.uint8)
+        image[..., 2] = 200
+        image[mask == 1] = (220, 30, 30)
+        return {"image": image, "mask": mask, "id": f"two_colour/{index}"}
+
+
+def test_knn_probe_transfers_labels_by_feature_similarity():
+    import torch.nn.functional as F
+    from delbench_plugins.tasks.segmentation import _token_class_shares
+    task = Segmentation(head="knn", k=3, batch_size=4)
+    backbone = MeanColourBackbone()
+    stats = task.fit(backbone, TwoColourSet(6), seed=0)
+    assert stats == {"head": "knn", "k": 3, "bank_tokens": 6 * 16, "train_tokens": 6 * 16}
+    test = TwoColourSet(5, offset=3)
+    images = np.stack([test[i]["image"] for i in range(5)])
+    masks = np.stack([test[i]["mask"] for i in range(5)])
+    # every red token's 3 nearest training tokens are red (and blue's blue), so the vote is the
+    # true share of each token, bilinearly upsampled
+    truth = _token_class_shares(masks, 2, (4, 4), "cpu").reshape(5, 4, 4, 2).permute(0, 3, 1, 2)
+    expected = F.interpolate(truth, size=(16, 16), mode="bilinear", align_corners=False)
+    assert torch.equal(task.head.class_shares(backbone, images, (16, 16)), expected)
+    metrics = task.evaluate(backbone, test)
+    assert metrics["mIoU"] > 0.95  # only the squares' corner pixels are lost to the upsampling
+
+
+def test_knn_probe_labels_tokens_with_the_class_shares_under_them():
+    from delbench_plugins.tasks.segmentation import _token_class_shares
+    mask = np.zeros((1, 4, 4), np.uint8)
+    mask[0, :2, :1] = 1   # top-left 2×2 patch: 2 of 4 pixels foreground
+    mask[0, 2:, 2:] = 1   # bottom-right patch: all foreground
+    shares = _token_class_shares(mask, 2, (2, 2), "cpu")
+    assert shares.tolist() == [[0.5, 0.5], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]
+
+
+def test_knn_probe_is_deterministic_and_samples_a_bounded_bank(polyps):
+    train, test = polyps
+    results = []
+    for seed in (0, 0, 1):
+        task = Segmentation(head="knn", k=5, max_bank_tokens=100)
+        stats = task.fit(FakeBackbone(), train, seed=seed)
+        results.append(task.evaluate(FakeBackbone(), test))
+        assert stats["bank_tokens"] == 100 and stats["train_tokens"] == 8 * 16
+    assert results[0] == results[1]
+    full = Segmentation(head="knn", k=5)
+    full.fit(FakeBackbone(), train, seed=0)
+    assert full.fit(FakeBackbone(), train, seed=1) == {"head": "knn", "k": 5, "bank_tokens": 128, "train_tokens": 128}
+
+
+@pytest.mark.parametrize("params, key", [(dict(head="linear"), "head"), (dict(head="knn", k=0), "k"),
+                                         (dict(head="knn", freeze_encoder=False), "freeze_encoder")])
+def test_knn_probe_parameters_are_checked(params, key):
+    with pytest.raises(delbench.errors.ConfigError, match=key):
+        Segmentation(**params)

@@ -1,12 +1,22 @@
-"""The ``segmentation`` task: an MLP head on the encoder's patch tokens, upsampled to the mask.
+"""The ``segmentation`` task: a head on the encoder's patch tokens, upsampled to the mask.
 
-The MedDEL protocol fine-tunes "a simple MLP head" on the pre-trained encoder and reports mIoU.
-Here the head is Linear → GELU → Linear applied to every patch token; the token grid of logits
-is bilinearly upsampled to the mask size and trained with cross-entropy. ``freeze_encoder``
-(default true) trains the head only, which keeps the score sensitive to what pre-training
-learned; set it false to fine-tune the encoder too (``encoder_lr``). Scores: mIoU (mean over
-classes including background, accumulated over the test set) and foreground Dice; see
-:mod:`delbench.metrics`.
+Two heads (``head``):
+
+- ``'mlp'`` (default; the MedDEL protocol fine-tunes "a simple MLP head" and reports mIoU):
+  Linear → GELU → Linear on every patch token; the token grid of logits is bilinearly
+  upsampled to the mask size and trained with cross-entropy. ``freeze_encoder`` (default true)
+  trains the head only; set it false to fine-tune the encoder too (``encoder_lr``).
+- ``'knn'``: a frozen-encoder dense k-nearest-neighbour probe with nothing trained. Every
+  training patch token is labelled with the class shares of the mask pixels under it; a test
+  token takes the mean label of its ``k`` nearest training tokens (cosine similarity after
+  per-channel standardisation with the training tokens' mean and std, as MAE's linear probe
+  normalises features); the grid of class shares is bilinearly upsampled and the argmax is the
+  prediction. It measures what pre-training put into the tokens rather than what a trained
+  head or fine-tuning can recover, it is deterministic, and on a CPU budget it is the probe
+  whose score follows the pre-training subset (see the README's validity section).
+
+Scores: mIoU (mean over classes including background, accumulated over the test set) and
+foreground Dice; see :mod:`delbench.metrics`.
 """
 from __future__ import annotations
 
@@ -18,15 +28,17 @@ from delbench.errors import ConfigError, DatasetError
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Backbone, Dataset, Task
 from delbench.metrics import confusion_matrix, dice, mean_iou
-from delbench.params import check_bool, check_int, check_number
+from delbench.params import check_bool, check_choice, check_int, check_number
 
 
 class Segmentation(Task):
-    """MLP-head semantic segmentation on patch tokens; metric mIoU (also Dice)."""
+    """Semantic segmentation on patch tokens (MLP head or frozen kNN probe); metric mIoU (also Dice)."""
 
     name = "segmentation"
     version = "1"
-    description = "MLP head on ViT patch tokens, upsampled to the mask; mIoU (with background) and Dice"
+    description = ("MLP head (or frozen dense kNN probe) on ViT patch tokens, upsampled to the mask; "
+                   "mIoU (with background) and Dice")
+    heads = ("mlp", "knn")
     metric = "mIoU"
     higher_is_better = True
     dataset_role = "segmentation"
@@ -42,13 +54,21 @@ class Segmentation(Task):
         check_bool(params, "freeze_encoder")
         check_int(params, "num_classes", 2, allow_none=True)
         check_bool(params, "progress")
+        check_choice(params, "head", cls.heads)
+        check_int(params, "k", 1)
+        check_int(params, "max_bank_tokens", 1)
+        if params.get("head") == "knn" and params.get("freeze_encoder") is False:
+            raise ConfigError("freeze_encoder: the 'knn' head trains nothing, so the encoder stays frozen; "
+                              "remove freeze_encoder=False or use head='mlp'")
 
     def __init__(self, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
                  encoder_lr: float = 1e-5, weight_decay: float = 1e-4, hidden_dim: int = 256,
-                 freeze_encoder: bool = True, num_classes: int | None = None, progress: bool = False) -> None:
+                 freeze_encoder: bool = True, num_classes: int | None = None, progress: bool = False,
+                 head: str = "mlp", k: int = 20, max_bank_tokens: int = 262_144) -> None:
         self.epochs, self.batch_size, self.lr, self.encoder_lr = int(epochs), int(batch_size), float(lr), float(encoder_lr)
         self.weight_decay, self.hidden_dim = float(weight_decay), int(hidden_dim)
         self.freeze_encoder, self.num_classes, self.progress = bool(freeze_encoder), num_classes, progress
+        self.head_kind, self.k, self.max_bank_tokens = head, int(k), int(max_bank_tokens)
         self.head = None
 
     @staticmethod
@@ -68,6 +88,14 @@ class Segmentation(Task):
         return F.interpolate(logits, size=mask_shape, mode="bilinear", align_corners=False)
 
     def fit(self, backbone: Backbone, train: Dataset, *, seed: int) -> dict[str, Any]:
+        if len(train) == 0:
+            raise DatasetError("segmentation: the training split is empty")
+        if self.head_kind == "knn":
+            self.head = _KnnHead.fit(self, backbone, train, seed=seed)
+            return self.head.statistics
+        return self._fit_mlp(backbone, train, seed=seed)
+
+    def _fit_mlp(self, backbone: Backbone, train: Dataset, *, seed: int) -> dict[str, Any]:
         import torch
         from torch import nn
         from tqdm.auto import tqdm
@@ -78,8 +106,6 @@ class Segmentation(Task):
         head = nn.Sequential(nn.Linear(backbone.embed_dim, self.hidden_dim), nn.GELU(),
                              nn.Linear(self.hidden_dim, classes))
         n = len(train)
-        if n == 0:
-            raise DatasetError("segmentation: the training split is empty")
         images_all, masks_all = self._load(train, np.arange(n))  # small downstream sets fit in memory
         encoder = backbone.encoder
         previous_grad = {name: p.requires_grad for name, p in encoder.named_parameters()}
@@ -122,15 +148,78 @@ class Segmentation(Task):
 
         if self.head is None:
             raise ConfigError("segmentation: call fit() before evaluate()")
-        classes = self.head[-1].out_features
+        knn = isinstance(self.head, _KnnHead)
+        classes = self.head.classes if knn else self.head[-1].out_features
         confusion = np.zeros((classes, classes), dtype=np.int64)
-        self.head.eval()
+        if not knn:
+            self.head.eval()
         with torch.inference_mode():
             for start in range(0, len(test), self.batch_size):
                 images, masks = self._load(test, np.arange(start, min(len(test), start + self.batch_size)))
-                prediction = self._logits(backbone, images, masks.shape[1:]).argmax(1).cpu().numpy()
-                confusion += confusion_matrix(prediction, masks, classes)
+                scores = (self.head.class_shares(backbone, images, masks.shape[1:]) if knn
+                          else self._logits(backbone, images, masks.shape[1:]))
+                confusion += confusion_matrix(scores.argmax(1).cpu().numpy(), masks, classes)
         return {"mIoU": mean_iou(confusion), "Dice": dice(confusion)}
+
+
+class _KnnHead:
+    """The ``'knn'`` head: a bank of standardised, L2-normalised training tokens with their
+    class shares (see the module docstring). Nothing is trained, so it is deterministic; the
+    bank is a seeded sample of ``max_bank_tokens`` tokens when the training split has more."""
+
+    def __init__(self, bank, labels, mean, std, k: int, classes: int, statistics: dict[str, Any]) -> None:
+        self.bank, self.labels, self.mean, self.std = bank, labels, mean, std
+        self.k, self.classes, self.statistics = k, classes, statistics
+
+    @classmethod
+    def fit(cls, task: Segmentation, backbone: Backbone, train: Dataset, *, seed: int) -> "_KnnHead":
+        import torch
+        import torch.nn.functional as F
+
+        classes = task.num_classes or train.num_classes or 2
+        tokens, labels = [], []
+        with torch.inference_mode():
+            for start in range(0, len(train), task.batch_size):
+                images, masks = task._load(train, np.arange(start, min(len(train), start + task.batch_size)))
+                batch = backbone.patch_tokens(backbone.preprocess(images)).float()
+                tokens.append(batch.reshape(-1, batch.shape[-1]))
+                labels.append(_token_class_shares(masks, classes, backbone.grid_size, batch.device))
+        tokens, labels = torch.cat(tokens), torch.cat(labels)
+        n_tokens = len(tokens)
+        if n_tokens > task.max_bank_tokens:
+            keep = np.sort(np.random.default_rng(seed).choice(n_tokens, task.max_bank_tokens, replace=False))
+            keep = torch.from_numpy(keep).to(tokens.device)
+            tokens, labels = tokens[keep], labels[keep]
+        mean, std = tokens.mean(0), tokens.std(0) + 1e-6
+        bank = F.normalize((tokens - mean) / std, dim=1)
+        k = min(task.k, len(bank))
+        return cls(bank, labels, mean, std, k, classes,
+                   {"head": "knn", "k": k, "bank_tokens": len(bank), "train_tokens": n_tokens})
+
+    def class_shares(self, backbone: Backbone, images: np.ndarray, mask_shape: tuple[int, int]):
+        """Class shares per pixel (B, classes, H, W): the kNN vote per token, upsampled."""
+        import torch
+        import torch.nn.functional as F
+
+        tokens = backbone.patch_tokens(backbone.preprocess(images)).float()
+        queries = F.normalize((tokens.reshape(-1, tokens.shape[-1]) - self.mean) / self.std, dim=1)
+        votes = []
+        for start in range(0, len(queries), 4096):  # bounds the similarity matrix's memory
+            nearest = (queries[start:start + 4096] @ self.bank.T).topk(self.k, dim=1).indices
+            votes.append(self.labels[nearest].mean(1))
+        gh, gw = backbone.grid_size
+        shares = torch.cat(votes).reshape(len(images), gh, gw, self.classes).permute(0, 3, 1, 2)
+        return F.interpolate(shares, size=mask_shape, mode="bilinear", align_corners=False)
+
+
+def _token_class_shares(masks: np.ndarray, classes: int, grid: tuple[int, int], device):
+    """The share of each class among the mask pixels under each patch token: (B·gh·gw, classes)."""
+    import torch
+    import torch.nn.functional as F
+
+    one_hot = F.one_hot(torch.from_numpy(masks.astype(np.int64)), classes).permute(0, 3, 1, 2).float()
+    shares = F.adaptive_avg_pool2d(one_hot, grid)  # exact area shares when the mask divides evenly
+    return shares.permute(0, 2, 3, 1).reshape(-1, classes).to(device)
 
 
 @hookimpl
