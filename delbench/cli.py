@@ -108,7 +108,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{len(rows)} cell(s) run, {failed} failed; report: {report}; summary: {summary}")
     if not args.quiet:
         print(report.read_text())
-    return 1 if failed else 0
+    valid = _print_validity(summary)
+    if failed:
+        return 1
+    return 2 if args.require_valid and not valid else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -117,7 +120,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     summary, report = write_report(args.run_dir)
     print(report.read_text())
     print(f"written: {report}, {summary}", file=sys.stderr)
-    return 0
+    valid = _print_validity(summary)
+    return 2 if args.require_valid and not valid else 0
+
+
+def _print_validity(summary_path: Path) -> bool:
+    """Print the bracket check's verdict (when the pool has planted ground truth); True when
+    it passed."""
+    from delbench.report import validity_verdict
+
+    summary = json.loads(Path(summary_path).read_text())
+    verdict = validity_verdict(summary)
+    if verdict:
+        print(verdict)
+    return bool((summary.get("validity") or {}).get("bracket_passed"))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -181,10 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a run; finished cells are skipped")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quiet", action="store_true", help="do not print the report at the end")
+    p.add_argument("--require-valid", action="store_true",
+                   help="exit 2 unless the report's bracket check (oracle > random > anti_oracle) passed")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write summary.json and report.md for a run directory")
     p.add_argument("run_dir")
+    p.add_argument("--require-valid", action="store_true",
+                   help="exit 2 unless the bracket check (oracle > random > anti_oracle) passed")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("verify", help="recompute every subset hash of a run and check its pool is unchanged")

@@ -60,6 +60,9 @@ class PluginSpec:
 class SelectorSpec(PluginSpec):
     #: ratios for this selector; None = the protocol's ratios
     ratios: tuple[float, ...] | None = None
+    #: seeds for this selector; None = the protocol's seeds (e.g. more seeds for the bracket
+    #: selectors whose gaps the validity check tests, fewer for the rest)
+    seeds: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,7 +161,11 @@ class Protocol:
     references: tuple[ReferenceSpec, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return _freeze(asdict(self))
+        data = asdict(self)
+        for selector in data["selectors"]:  # unset per-selector seeds leave the config hash unchanged
+            if selector["seeds"] is None:
+                del selector["seeds"]
+        return _freeze(data)
 
     @property
     def sha256(self) -> str:
@@ -166,6 +173,9 @@ class Protocol:
 
     def selector_ratios(self, selector: SelectorSpec) -> tuple[float, ...]:
         return selector.ratios if selector.ratios is not None else self.ratios
+
+    def selector_seeds(self, selector: SelectorSpec) -> tuple[int, ...]:
+        return selector.seeds if selector.seeds is not None else self.seeds
 
     def dataset_arguments(self, dataset: PluginSpec, split: str) -> dict[str, Any]:
         """What the harness passes a dataset besides its params: the ``split`` and, unless the
@@ -205,14 +215,14 @@ def _ratios(values: Any, where: str) -> tuple[float, ...]:
     return ratios
 
 
-def _seeds(values: Any) -> tuple[int, ...]:
+def _seeds(values: Any, where: str = "seeds") -> tuple[int, ...]:
     if not isinstance(values, (list, tuple)) or not values:
-        raise ConfigError(f"seeds must list at least one integer seed ≥ 0, got {values!r}")
+        raise ConfigError(f"{where} must list at least one integer seed ≥ 0, got {values!r}")
     bad = [v for v in values if not is_int(v) or v < 0]
     if bad:
-        raise ConfigError(f"seeds must be integers ≥ 0, got {bad[0]!r} in {list(values)}")
+        raise ConfigError(f"{where} must be integers ≥ 0, got {bad[0]!r} in {list(values)}")
     if len(set(values)) != len(values):
-        raise ConfigError(f"seeds must be distinct, got {list(values)}")
+        raise ConfigError(f"{where} must be distinct, got {list(values)}")
     return tuple(int(v) for v in values)
 
 
@@ -242,12 +252,14 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
     for i, entry in enumerate(raw.get("selectors") or []):
         entry = {"name": entry} if isinstance(entry, str) else _freeze(entry)
         if not isinstance(entry, Mapping):
-            raise ConfigError(f"selectors[{i}] must be a name or dict(name=..., params=..., ratios=...), got {entry!r}")
-        check_known_keys(entry, ("name", "params", "ratios"), f"selectors[{i}]")
-        spec = _plugin({k: v for k, v in entry.items() if k != "ratios"}, f"selectors[{i}]")
-        ratios = entry.get("ratios")
+            raise ConfigError(f"selectors[{i}] must be a name or dict(name=..., params=..., ratios=..., seeds=...), "
+                              f"got {entry!r}")
+        check_known_keys(entry, ("name", "params", "ratios", "seeds"), f"selectors[{i}]")
+        spec = _plugin({k: v for k, v in entry.items() if k in ("name", "params")}, f"selectors[{i}]")
+        ratios, own_seeds = entry.get("ratios"), entry.get("seeds")
         selectors.append(SelectorSpec(spec.name, spec.params,
-                                      None if ratios is None else _ratios(ratios, f"selectors[{i}].ratios")))
+                                      None if ratios is None else _ratios(ratios, f"selectors[{i}].ratios"),
+                                      None if own_seeds is None else _seeds(own_seeds, f"selectors[{i}].seeds")))
     if not selectors:
         raise ConfigError("'selectors' must list at least one selector")
     seeds = _seeds(raw.get("seeds"))

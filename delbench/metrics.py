@@ -84,3 +84,36 @@ def confidence_interval(values: Iterable[float], level: float = 0.95) -> tuple[f
     """``(low, high)`` of :func:`delbench.stats.mean_interval` (NaN, NaN for fewer than two values)."""
     _, low, high, _ = mean_interval(values, level)
     return low, high
+
+
+def scene_nn_agreement(embeddings: np.ndarray, groups: np.ndarray, *, queries: int = 2000, seed: int = 0,
+                       chunk: int = 65536) -> float:
+    """How often an item's nearest neighbour (cosine, itself excluded) has its group.
+
+    The quality of the embeddings a selector sees, on a pool with planted scenes: 1.0 means
+    every frame's closest frame shows the same scene, the chance level is about the share of
+    the largest scene. Computed for ``queries`` items drawn with ``seed`` (all items if fewer)
+    against the whole pool, in chunks of ``chunk`` pool items so memory stays bounded.
+    """
+    groups = np.asarray(groups)
+    n = len(groups)
+    if n < 2:
+        return float("nan")
+    picked = np.arange(n) if n <= queries else np.sort(np.random.default_rng(seed).choice(n, queries, replace=False))
+
+    def unit(rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.float32)
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+    q = unit(embeddings[picked])
+    best = np.full(len(picked), -np.inf, np.float32)
+    nearest = np.zeros(len(picked), np.int64)
+    for start in range(0, n, chunk):
+        similarity = q @ unit(embeddings[start:start + chunk]).T
+        own = (picked >= start) & (picked < start + chunk)
+        similarity[np.flatnonzero(own), picked[own] - start] = -np.inf
+        column = similarity.argmax(1)
+        value = similarity[np.arange(len(picked)), column]
+        better = value > best
+        best[better], nearest[better] = value[better], column[better] + start
+    return float(np.mean(groups[nearest] == groups[picked]))

@@ -247,10 +247,11 @@ def _bracket_scores(rows: list[ResultRow], value) -> dict[str, dict[Any, float]]
     return scores
 
 
-def _bracket_passed(entries: list[dict[str, Any]]) -> bool:
-    """Every ratio that had the three bracket selectors passed, and at least one had them."""
+def _bracket_passed(entries: list[dict[str, Any]]) -> bool | None:
+    """Every ratio that had the three bracket selectors passed; None when none had them (a
+    protocol without the bracket selectors is not checked rather than failed)."""
     checked = [entry["passed"] for entry in entries if entry["passed"] is not None]
-    return bool(checked) and all(checked)
+    return all(checked) if checked else None
 
 
 def _core_kept(row: ResultRow) -> float | None:
@@ -263,9 +264,9 @@ def summarize_validity(rows: list[ResultRow]) -> dict[str, Any]:
 
     Bracket and rank correlation need planted ground truth (rows with a ``composition``) and
     are computed per task and per ratio below 1 (at ratio 1 every selection is the whole
-    pool). ``bracket_passed`` is None when there is nothing to check (no ground truth or no
-    ratio below 1), else whether every ratio with all three bracket selectors passed and at
-    least one had them. Informational: the held-out loss bracket (at the ratios where all three
+    pool). ``bracket_passed`` is None when there is nothing to check (no ground truth, no
+    ratio below 1, or no ratio with all three bracket selectors), else whether every ratio
+    with all three passed. Informational: the held-out loss bracket (at the ratios where all three
     bracket selectors report it) and the embedding quality per seed.
     """
     final = [r for r in rows if r.ok and r.ratio is not None and r.pretrain_epoch is None]
@@ -381,7 +382,7 @@ def _bracket_outcome(entries: list[dict[str, Any]], passed: bool) -> str:
     checked = [e for e in entries if e["passed"] is not None]
     not_run = "; ".join(f"{place(e)}: {_bracket_problem(e, True)}" for e in entries if e["passed"] is None)
     if not checked:
-        return f"FAILED: no ratio has all three bracket selectors ({not_run})"
+        return f"not run: no ratio has all three bracket selectors ({not_run})"
     if passed:
         word = "" if several else "ratio " if len(checked) == 1 else "ratios "
         text = f"PASSED at {word}{', '.join(place(e) for e in checked)}"
@@ -395,7 +396,7 @@ def validity_verdict(summary: dict[str, Any]) -> str | None:
     PASSED at ratios 0.05, 0.2``; None when it does not apply (no planted ground truth, or no
     ratio below 1)."""
     validity = summary.get("validity") or {}
-    if validity.get("bracket_passed") is None:
+    if not validity.get("bracket"):
         return None
     return f"bracket check {_bracket_outcome(validity['bracket'], validity['bracket_passed'])}"
 

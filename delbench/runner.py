@@ -35,7 +35,7 @@ from delbench import __version__, plugins
 from delbench.config import (EmbeddingSpec, PluginSpec, Protocol, ReferenceSpec, SelectorSpec, TaskSpec,
                              check_plugins)
 from delbench.errors import DelbenchError
-from delbench.metrics import normdel
+from delbench.metrics import normdel, scene_nn_agreement
 from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, ResultRow, append_row,
                               atomic_save_npy, atomic_write_json, atomic_write_text, read_header,
                               read_rows, repair_rows_file, write_split_file)
@@ -100,7 +100,7 @@ def plan_cells(protocol: Protocol) -> list[Cell]:
     return [Cell(selector, ratio, seed, task)
             for selector in protocol.selectors
             for ratio in protocol.selector_ratios(selector)
-            for seed in protocol.seeds
+            for seed in protocol.selector_seeds(selector)
             for task in protocol.tasks]
 
 
@@ -128,6 +128,10 @@ class RunContext:
     datasets: dict[str, Any] = field(default_factory=dict)
     embeddings: np.ndarray | None = None
     embedding_backbone: Any = None
+    #: how well the selectors' embeddings know the pool's planted scenes (None: no ground truth)
+    embedding_quality: dict[str, Any] | None = None
+    #: clean images no cell pre-trains on, for the held-out reconstruction loss, and their name
+    heldout: tuple[np.ndarray, str] | None = None
     env: dict[str, Any] = field(default_factory=dict)
     observers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
 
@@ -216,6 +220,9 @@ def pool_embeddings(ctx: RunContext) -> np.ndarray:
                                      "checkpoint": spec.checkpoint, "warmup_steps": spec.warmup_steps,
                                      "n": n, "dtype": spec.dtype, "seconds": time.perf_counter() - started})
     ctx.embeddings = np.load(path, mmap_mode="r")
+    scenes = ctx.pool.metadata().get("scene_id") if hasattr(ctx.pool, "metadata") else None
+    if scenes is not None:
+        ctx.embedding_quality = {"scene_nn_agreement": scene_nn_agreement(ctx.embeddings, scenes)}
     return ctx.embeddings
 
 
@@ -258,7 +265,8 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
             "n_selected": subset.size, "sha256": subset.sha256, "ids_sha256": subset.ids_sha256,
             "pool_ids_sha256": subset.pool_ids_sha256, "file": index_path.name,
             "select_seconds": subset.time_s, "diagnostics": subset.diagnostics,
-            "composition": _composition(ctx.pool, subset.indices)}
+            "composition": _composition(ctx.pool, subset.indices),
+            "embedding_quality": ctx.embedding_quality if requires_embeddings else None}
     atomic_save_npy(index_path, subset.indices)
     atomic_write_json(meta_path, meta)
     _record_subset(directory, name, meta)
@@ -290,7 +298,13 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     paths: dict[float | None, Path] = {None: directory / "final.safetensors"}
     paths.update({e: by_step.get(s, paths[None]) for e, s in step_of.items() if s <= steps})
     if info_path.is_file() and all(p.is_file() for p in paths.values()):
-        return paths, json.loads(info_path.read_text())
+        info = json.loads(info_path.read_text())
+        if "heldout_recon_loss" not in info:  # a checkpoint cached before the loss was recorded
+            backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
+            backbone.load(paths[None])
+            info.update(heldout_reconstruction(ctx, backbone))
+            atomic_write_json(info_path, info)
+        return paths, info
     backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
 
     def save_intermediate(step: int, loss: float) -> None:
@@ -307,9 +321,31 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     info = {"key": key, "steps": steps, "epochs": protocol.pretrain.epochs(n_pool, subset.size),
             "seconds": time.perf_counter() - started,
             "loss_first": float(np.mean(losses[:tail])) if losses else None,
-            "loss_last": float(np.mean(losses[-tail:])) if losses else None}
+            "loss_last": float(np.mean(losses[-tail:])) if losses else None,
+            **heldout_reconstruction(ctx, backbone)}
     atomic_write_json(info_path, info)
     return paths, info
+
+
+#: how many of the first task's test images the held-out reconstruction loss averages over
+HELDOUT_IMAGES = 256
+
+
+def heldout_reconstruction(ctx: RunContext, backbone: Any) -> dict[str, Any]:
+    """The pre-training loss on clean images that no cell trains on: the first task's test
+    split (its first :data:`HELDOUT_IMAGES`), with fixed masks. A secondary measure of what
+    pre-training learned, reported beside the task score and never used for NormDEL; None for
+    a backbone without ``reconstruction_loss``."""
+    if not hasattr(backbone, "reconstruction_loss"):
+        return {"heldout_recon_loss": None, "heldout": None}
+    if ctx.heldout is None:
+        task = ctx.protocol.tasks[0]
+        test = open_dataset(ctx, task.dataset, task.test_split)
+        n = min(HELDOUT_IMAGES, len(test))
+        ctx.heldout = (test.load_images(np.arange(n)), f"{task.dataset.name}/{task.test_split}[:{n}]")
+    images, name = ctx.heldout
+    losses = [backbone.reconstruction_loss(images[start:start + 64], seed=0) for start in range(0, len(images), 64)]
+    return {"heldout_recon_loss": float(np.mean(np.concatenate(losses))), "heldout": name}
 
 
 # --- stage 4: downstream tasks ------------------------------------------------------------
@@ -395,7 +431,10 @@ def _row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation | B
         row.n_selected, row.subset_sha256 = subset.size, subset.sha256
         row.ids_sha256, row.pool_ids_sha256 = subset.ids_sha256, subset.pool_ids_sha256
         row.selection = {"diagnostics": meta.get("diagnostics", {}), "composition": meta.get("composition")}
-        row.pretrain = {k: pre[k] for k in ("steps", "epochs", "loss_first", "loss_last")}
+        row.pretrain = {k: pre.get(k) for k in ("steps", "epochs", "loss_first", "loss_last",
+                                                "heldout_recon_loss", "heldout")}
+        if meta.get("embedding_quality"):
+            row.selection["embedding_quality"] = meta["embedding_quality"]
         row.time_s = {"select": meta.get("select_seconds"), "pretrain": pre["seconds"]}
     if isinstance(outcome, Evaluation):
         row.metrics, row.fit, row.cross_dataset = outcome.metrics, outcome.fit, outcome.cross_dataset
