@@ -126,18 +126,39 @@ def _bubbles(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def _dark(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Under-exposed: the tissue stays faintly visible and the sensor gain amplifies noise."""
+    return image * rng.uniform(0.12, 0.3) + rng.normal(0, rng.uniform(3, 7), image.shape)
+
+
+def _overexposed(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Over-exposed: highlights clip to white, the darker structure survives."""
+    return image * rng.uniform(1.6, 2.4) + rng.uniform(20, 70)
+
+
 def _out_of_body(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A nearly uniform view (room, gown, lens cap) with a soft gradient."""
+    """Outside the patient: a defocused room, drape, glove or gown (broad soft shapes on a
+    gradient, a lamp), no mucosa; never a blank frame."""
     yy, xx = _grid(image.shape[0])
-    colour = rng.uniform(40, 230, size=3).astype(np.float32)
-    return colour[None, None, :] * (0.85 + 0.3 * (rng.uniform() * yy + rng.uniform() * xx))[..., None]
+    top, bottom = rng.uniform(40, 230, size=3), rng.uniform(40, 230, size=3)
+    angle = rng.uniform(0, np.pi)
+    t = np.clip(0.5 + (xx - 0.5) * np.cos(angle) + (yy - 0.5) * np.sin(angle), 0, 1)[..., None]
+    out = (top * (1 - t) + bottom * t).astype(np.float32)
+    for _ in range(rng.integers(2, 5)):
+        cy, cx = rng.uniform(0, 1, size=2)
+        ry, rx = rng.uniform(0.1, 0.45, size=2)
+        soft = np.clip(1.5 - (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2), 0, 1)[..., None]
+        out = out * (1 - soft) + soft * rng.uniform(20, 245, size=3)
+    lamp_y, lamp_x = rng.uniform(0, 1, size=2)
+    return out + 120 * np.exp(-((yy - lamp_y) ** 2 + (xx - lamp_x) ** 2) / 0.02)[..., None]
 
 
-#: invalid type → how a frame of that type is rendered from the scene (order fixes the type ids)
+#: invalid type → how a frame of that type is rendered from the scene (order fixes the type
+#: ids). Each looks as it does in real endoscopy video: degraded, never blank.
 CORRUPTIONS = {
     "motion_blur": _motion_blur,
-    "dark": lambda image, rng: image * rng.uniform(0.04, 0.15),
-    "overexposed": lambda image, rng: image * rng.uniform(2.2, 3.5) + rng.uniform(60, 120),
+    "dark": _dark,
+    "overexposed": _overexposed,
     "bubbles": _bubbles,
     "out_of_body": _out_of_body,
 }
@@ -153,7 +174,7 @@ class SyntheticEndoscopy(Dataset):
     """Endoscopy-like video frames generated on demand, with planted redundancy."""
 
     name = "synthetic_endoscopy"
-    version = "1"
+    version = "2"  # 2: realistic dark, over-exposed and out-of-body frames (were near-blank)
     description = ("Procedural endoscopy videos (near-duplicate frames, planted invalid frames, "
                    "polyps with masks); lazy, any size, with ground-truth frame kinds")
     roles = ("pool",)
