@@ -84,3 +84,24 @@ def test_checkpoint_epoch_steps_round_up_like_the_schedule():
     # 10 items, batch 4: one epoch ends at step 3, as the epoch-matched schedule of 1 epoch does
     assert protocol.pretrain.steps_at_epoch(1, 10) == protocol.pretrain.steps(100, 10) == 3
     assert protocol.pretrain.steps_at_epoch(0.1, 10) == protocol.pretrain.steps_at_epoch(0.2, 10) == 1
+
+
+VALIDITY = ROOT / "benchmarks" / "validity.py"
+
+
+def test_selectors_may_run_more_seeds_than_the_protocol():
+    from delbench.runner import plan_cells
+    protocol, _ = load_protocol(VALIDITY)
+    seeds = {s.name: protocol.selector_seeds(s) for s in protocol.selectors}
+    assert seeds["oracle"] == seeds["anti_oracle"] == tuple(range(8)) and seeds["meddel"] == protocol.seeds
+    cells = plan_cells(protocol)
+    assert len(cells) == (3 * 8 + 3) * 2  # bracket selectors 8 seeds, meddel 3, at two ratios
+    assert len({c.key for c in cells}) == len(cells)
+    assert "seeds" not in protocol.to_dict()["selectors"][3]  # unset: the hash of older protocols holds
+    assert protocol.to_dict()["selectors"][0]["seeds"] == list(range(8))
+
+
+@pytest.mark.parametrize("seeds", [[0.5], [], "0", [1, 1]])
+def test_selector_seeds_are_validated_naming_the_selector(seeds):
+    with pytest.raises(ConfigError, match=r"selectors\[1\]\.seeds"):
+        load_protocol(VALIDITY, {"selectors": [dict(name="oracle"), dict(name="random", seeds=seeds)]})

@@ -16,8 +16,10 @@ def test_selector_labels_are_readable_and_distinct():
 def test_smoke_plan_has_one_cell_per_selection_and_unique_keys():
     protocol, _ = load_protocol(SMOKE)
     cells = plan_cells(protocol)
-    expected = sum(len(protocol.selector_ratios(s)) for s in protocol.selectors) * len(protocol.seeds) * len(protocol.tasks)
+    expected = sum(len(protocol.selector_ratios(s)) * len(protocol.selector_seeds(s))
+                   for s in protocol.selectors) * len(protocol.tasks)
     assert len(cells) == expected
     assert len({c.key for c in cells}) == len(cells)
     assert {"full|ratio=1|seed=0|synthetic_polyp_seg/segmentation",
-            "meddel[center=true]|ratio=0.05|seed=0|synthetic_polyp_seg/segmentation"} <= {c.key for c in cells}
+            "meddel[center=true]|ratio=0.05|seed=0|synthetic_polyp_seg/segmentation",
+            "anti_oracle|ratio=0.05|seed=4|synthetic_polyp_seg/segmentation"} <= {c.key for c in cells}
