@@ -5,15 +5,11 @@
 # bracket selectors (oracle > random > anti_oracle) run five seeds at 0.05, so the report's
 # Validity section can test that the score separates what the subsets keep.
 # About 12 minutes on a 2-core CPU: `delbench run benchmarks/smoke.py`.
-_base_ = ['_base_/mae_compute_matched.py']
+_base_ = ['_base_/synthetic_cpu.py']
 
 protocol = dict(name='smoke', version='2',
                 description='synthetic endoscopy pool, all selectors, MAE ViT-Tiny (4 blocks) 64px, compute-matched, '
                             'frozen kNN segmentation probe')
-
-pool = dict(name='synthetic_endoscopy',
-            params=dict(num_frames=4000, frames_per_sequence=200, scene_length=25,
-                        invalid_fraction=0.5, image_size=64, seed=0))
 
 ratios = [0.05, 0.2, 1.0]
 # The SemDeDup family measures cosine geometry around the pool mean (center=True): features of
@@ -35,19 +31,3 @@ selectors = [
     'stratified', 'kcenter_greedy', 'herding', 'facility_location', 'ccs', 'mae_loss',
     'phash_dedup', 'quality_filter')]
 seeds = [0]
-
-backbone = dict(name='timm_mae',
-                params=dict(model='vit_tiny_patch16_224', image_size=64, patch_size=8,
-                            decoder_dim=128, decoder_depth=2, decoder_heads=4, mask_ratio=0.75,
-                            model_kwargs=dict(depth=4)))
-
-# 0.6 epochs of the 4,000-frame pool = 150 steps of 16 at every ratio (12 epochs at 5 %).
-pretrain = dict(reference_epochs=0.6, batch_size=16,
-                optimizer=dict(lr=1.5e-4, weight_decay=0.05, warmup_steps=20))
-embedding = dict(warmup_steps=100)
-
-tasks = [dict(name='segmentation',
-              dataset=dict(name='synthetic_polyp_seg', params=dict(num_train=256, num_test=256, seed=0)),
-              params=dict(head='knn', k=20, batch_size=64))]
-
-references = [dict(label='random_init', checkpoint=None)]

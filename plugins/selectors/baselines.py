@@ -116,7 +116,32 @@ class Stratified(Selector):
         return order[rank < quota[stratum[order]]], {"by": by, "n_strata": int(counts.size)}
 
 
-class Oracle(Selector):
+class _PlantedTiers(Selector):
+    """What the bracket selectors share: read the planted kinds of a synthetic pool, order the
+    frames tier by tier (``tiers``) and group by group (the ``by`` column), keep the first k.
+    Deterministic: the seed plays no role. Subclasses write only :meth:`order`."""
+
+    deterministic_in_seed = True
+    #: tiers in the order they are kept
+    tiers: tuple[str, ...] = ()
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        _check_column_name(params, "by")
+
+    def choose(self, pool: Dataset, k: int, *, seed: int, by: str = "scene_id") -> tuple[np.ndarray, dict]:
+        kind, tier, group = _planted_tiers(pool, self.name, self.tiers, by)
+        chosen = self.order(tier, group)[:k]
+        names, counts = np.unique(kind[chosen], return_counts=True)
+        return chosen, {"kept_by_kind": {str(a): int(b) for a, b in zip(names, counts)},
+                        "n_groups": int(np.unique(group[chosen]).size)}
+
+    def order(self, tier: np.ndarray, group: np.ndarray) -> np.ndarray:
+        """Every item's index, in the order the selector keeps them."""
+        raise NotImplementedError
+
+
+class Oracle(_PlantedTiers):
     """Upper reference on the synthetic pool: keeps frames by their planted ground truth.
 
     Uses ``pool.metadata()['kind']`` (``synthetic_endoscopy``): all ``core`` frames first,
@@ -126,34 +151,26 @@ class Oracle(Selector):
     role. Not a method for real data — it shows how much a selector could gain.
 
     Parameters: ``by`` — column to spread over (default ``'scene_id'``). Diagnostics:
-    ``kept_by_kind`` (counts per kind), ``time_s``.
+    ``kept_by_kind`` (counts per kind), ``n_groups`` (groups touched), ``time_s``.
     """
 
     name = "oracle"
     version = "1"
     description = "Synthetic pool only: keeps planted core frames first, then near-duplicates spread over scenes"
-    deterministic_in_seed = True
-    #: tiers in the order they are kept
     tiers = ("core", "near_duplicate", "invalid")
 
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any]) -> None:
-        _check_column_name(params, "by")
-
-    def choose(self, pool: Dataset, k: int, *, seed: int, by: str = "scene_id") -> tuple[np.ndarray, dict]:
-        n = len(pool)
-        kind, tier, group = _planted_tiers(pool, self.name, self.tiers, by)
+    def order(self, tier: np.ndarray, group: np.ndarray) -> np.ndarray:
+        n = len(tier)
         # rank of each item inside its (tier, group), in index order
         by_group = np.lexsort((np.arange(n), group, tier))
         first = np.r_[True, (tier[by_group][1:] != tier[by_group][:-1]) | (group[by_group][1:] != group[by_group][:-1])]
         run_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
         rank = np.empty(n, np.int64)
         rank[by_group] = np.arange(n) - run_start
-        chosen = np.lexsort((np.arange(n), group, rank, tier))[:k]
-        return chosen, {"kept_by_kind": _kept_by_kind(kind[chosen])}
+        return np.lexsort((np.arange(n), group, rank, tier))
 
 
-class AntiOracle(Selector):
+class AntiOracle(_PlantedTiers):
     """Lower reference on the synthetic pool: keeps first what a selector should drop.
 
     Uses ``pool.metadata()['kind']`` (``synthetic_endoscopy``): ``invalid`` frames first, then
@@ -163,29 +180,19 @@ class AntiOracle(Selector):
     data there is. Deterministic (ties by group, then index): the seed plays no role.
 
     Parameters: ``by`` — column grouping near-duplicates (default ``'scene_id'``).
-    Diagnostics: ``kept_by_kind`` (counts per kind), ``n_groups`` (groups touched).
+    Diagnostics: ``kept_by_kind`` (counts per kind), ``n_groups`` (groups touched), ``time_s``.
     """
 
     name = "anti_oracle"
     version = "1"
     description = "Synthetic pool only: keeps invalid frames first, then near-duplicates of as few scenes as possible"
-    deterministic_in_seed = True
-    #: tiers in the order they are kept
     tiers = ("invalid", "near_duplicate", "core")
 
-    @classmethod
-    def check_params(cls, params: Mapping[str, Any]) -> None:
-        _check_column_name(params, "by")
-
-    def choose(self, pool: Dataset, k: int, *, seed: int, by: str = "scene_id") -> tuple[np.ndarray, dict]:
-        n = len(pool)
-        kind, tier, group = _planted_tiers(pool, self.name, self.tiers, by)
+    def order(self, tier: np.ndarray, group: np.ndarray) -> np.ndarray:
         # frames of each (tier, group): the biggest groups of a tier come first
         cell = tier * (group.max(initial=0) + 1) + group
         size = np.bincount(cell)[cell]
-        chosen = np.lexsort((np.arange(n), group, -size, tier))[:k]
-        return chosen, {"kept_by_kind": _kept_by_kind(kind[chosen]),
-                        "n_groups": int(np.unique(group[chosen]).size)}
+        return np.lexsort((np.arange(len(tier)), group, -size, tier))
 
 
 def _planted_tiers(pool: Dataset, selector: str, tiers: tuple[str, ...],
@@ -202,11 +209,6 @@ def _planted_tiers(pool: Dataset, selector: str, tiers: tuple[str, ...],
     for position, name in enumerate(tiers):
         tier[kind == name] = position
     return kind, tier, group
-
-
-def _kept_by_kind(kinds: np.ndarray) -> dict[str, int]:
-    names, counts = np.unique(kinds, return_counts=True)
-    return {str(a): int(b) for a, b in zip(names, counts)}
 
 
 @hookimpl
