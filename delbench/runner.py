@@ -165,6 +165,9 @@ def embedding_backbone(ctx: RunContext):
         return ctx.embedding_backbone
     spec: EmbeddingSpec = ctx.protocol.embedding
     directory = ctx.cache_dir / "embeddings" / embedding_key(ctx.protocol)
+    # seeded here, not by whichever cell first needs features: the initial weights of the
+    # warm-up (and so every embedding) must not depend on the cells that ran before
+    _seed_everything(0)
     backbone = plugins.create("backbone", ctx.protocol.backbone.name, ctx.protocol.backbone.params)
     warm = directory / "warmup.safetensors"
     if spec.checkpoint:

@@ -333,3 +333,14 @@ def test_run_with_the_bracket_reports_validity_and_require_valid_follows_it(tmp_
     assert len(rows) == 6 and all(r.pretrain["heldout_recon_loss"] > 0 for r in rows)
     assert rows[0].pretrain["heldout"] == "synthetic_polyp_seg/test[:8]"
     assert "## Validity" in (work / "report.md").read_text()
+
+
+def test_embeddings_do_not_depend_on_the_cells_run_before(tmp_path, tiny_run):
+    """The warm-up encoder is seeded itself: meddel alone selects what it selects after full and random."""
+    alone = tmp_path / "alone"
+    assert main(["run", TINY, "--work-dir", str(alone), "--no-progress", "--quiet",
+                 "--cfg-options", "selectors=[{'name':'meddel','ratios':[0.1]}]"]) == 0
+    (first,) = read_rows(alone)
+    (after,) = [r for r in read_rows(tiny_run) if r.selector == "meddel"]
+    assert first.subset_sha256 == after.subset_sha256
+    assert first.selection["embedding_quality"] == after.selection["embedding_quality"]
