@@ -12,8 +12,9 @@ Two heads (``head``):
   per-channel standardisation with the training tokens' mean and std, as MAE's linear probe
   normalises features); the grid of class shares is bilinearly upsampled and the argmax is the
   prediction. It measures what pre-training put into the tokens rather than what a trained
-  head or fine-tuning can recover, it is deterministic, and on a CPU budget it is the probe
-  whose score follows the pre-training subset (see the README's validity section).
+  head or fine-tuning can recover, and it is deterministic. On the embedded CPU protocols it
+  is the probe that separated the best subsets from random ones; it does not separate random
+  from the worst (README, "What the smoke benchmark shows").
 
 Scores: mIoU (mean over classes including background, accumulated over the test set) and
 foreground Dice; see :mod:`delbench.metrics`.
