@@ -149,16 +149,17 @@ class Segmentation(Task):
 
         if self.head is None:
             raise ConfigError("segmentation: call fit() before evaluate()")
-        knn = isinstance(self.head, _KnnHead)
-        classes = self.head.classes if knn else self.head[-1].out_features
-        confusion = np.zeros((classes, classes), dtype=np.int64)
-        if not knn:
+        # per-pixel class scores (B, classes, H, W) of either head; the argmax is the prediction
+        if isinstance(self.head, _KnnHead):
+            classes, class_scores = self.head.classes, self.head.class_shares
+        else:
             self.head.eval()
+            classes, class_scores = self.head[-1].out_features, self._logits
+        confusion = np.zeros((classes, classes), dtype=np.int64)
         with torch.inference_mode():
             for start in range(0, len(test), self.batch_size):
                 images, masks = self._load(test, np.arange(start, min(len(test), start + self.batch_size)))
-                scores = (self.head.class_shares(backbone, images, masks.shape[1:]) if knn
-                          else self._logits(backbone, images, masks.shape[1:]))
+                scores = class_scores(backbone, images, masks.shape[1:])
                 confusion += confusion_matrix(scores.argmax(1).cpu().numpy(), masks, classes)
         return {"mIoU": mean_iou(confusion), "Dice": dice(confusion)}
 
