@@ -5,6 +5,11 @@ one line (no traceback unless ``--debug``).
 """
 
 
+def one_line(text: str) -> str:
+    """A message on one line: its lines joined by spaces."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 class DelbenchError(Exception):
     """Base class for errors caused by input, configuration or environment."""
 
@@ -26,3 +31,29 @@ class DatasetError(DelbenchError):
 
 class SelectionError(DelbenchError, ValueError):
     """A selector's input or output breaks the selector contract."""
+
+
+class WriteError(DelbenchError):
+    """A result, subset or checkpoint file that could not be written (disk full, no
+    permission, a directory in the way); the message names the file."""
+
+
+class LockError(DelbenchError):
+    """A work directory held by another running ``delbench run`` (its pid is named)."""
+
+
+class StageTimeout(BaseException):
+    """A stage of a cell (``select``, ``pretrain``, ``evaluate``) ran past its configured
+    ``timeouts`` entry.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, on purpose: it is raised inside plugin
+    code by the runner's alarm, and a plugin's own ``except Exception`` must not swallow it.
+    The runner catches it and records the cell as failed.
+    """
+
+    def __init__(self, stage: str, seconds: float) -> None:
+        super().__init__(stage, seconds)
+        self.stage, self.seconds = stage, seconds
+
+    def __str__(self) -> str:
+        return f"the {self.stage} stage ran past its {self.seconds:g} s timeout (timeouts.{self.stage})"

@@ -19,8 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from delbench.results import (PLOT_FILE, REPORT_FILE, SCHEMA_VERSION, SUMMARY_FILE, ResultRow, atomic_write_json,
-                              atomic_write_text, read_header, read_rows)
+from delbench.results import (PLOT_FILE, REPORT_FILE, SCHEMA_VERSION, SUMMARY_FILE, ResultRow, atomic_path,
+                              atomic_write_json, atomic_write_text, read_header, read_rows)
 from delbench.stats import (EXACT_PERMUTATION_MAX_N, MONTE_CARLO_PERMUTATIONS, mean_interval, mean_std, paired_gap,
                             spearman)
 
@@ -69,7 +69,7 @@ def summarize(header: dict[str, Any], rows: list[ResultRow]) -> dict[str, Any]:
             shares = [v["composition"][kind]["kept"] / max(1, v["composition"][kind]["pool"]) for v in values]
             entry[f"{kind}_kept"] = mean_std(shares)[0]
         truth_rows.append(entry)
-    failed = [{"key": r.key, "error": r.error or ""} for r in rows if not r.ok]
+    failed = [{"key": r.key, "stage": r.stage, "error": r.error or ""} for r in rows if not r.ok]
     references: dict[tuple, list[ResultRow]] = defaultdict(list)
     cross: dict[tuple, list[float]] = defaultdict(list)
     for row in rows:
@@ -465,7 +465,9 @@ def render_markdown(summary: dict[str, Any]) -> str:
     lines += ["## Downstream scores", ""] + _score_tables(summary) + _reference_and_cross_tables(summary)
     lines += _validity_section(summary) + _truth_table(summary)
     if summary["failed"]:
-        lines += ["## Failed cells", ""] + [f"- `{f['key']}`: {f['error']}" for f in summary["failed"]] + [""]
+        lines += ["## Failed cells", ""] + [
+            f"- `{f['key']}`" + (f" ({f['stage']})" if f.get("stage") else "") + f": {f['error']}"
+            for f in summary["failed"]] + [""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -508,10 +510,11 @@ def plot_scores(summary: dict[str, Any], path: str | Path) -> Path | None:
         axes[row][1].legend(fontsize=7, ncol=2)
     figure.tight_layout()
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:  # a temporary of its own: a report run beside a run never collides
+            figure.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(figure)
     return path
 
 

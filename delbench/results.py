@@ -10,30 +10,38 @@ A run directory holds::
     summary.json      aggregated table (written atomically by `delbench report`)
     report.md         the Markdown report
     scores.png        score and NormDEL against the ratio, per selector
+    .delbench.lock    the work-dir lock (pid, host, start time of the run holding it)
 
 Rows are never rewritten: a re-run cell (a failed one retried on ``--resume``) appends a
-new row and readers keep the last row per ``key``.
+new row and readers keep the last row per ``key``. A run holds the work directory's lock
+(:class:`WorkDirLock`, ``.delbench.lock``) from start to end; every file is written through
+:func:`atomic_path` (a temporary named after its process, renamed into place), and an I/O
+error names the file.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
-import tempfile
+import re
+import secrets
 from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from delbench.errors import DelbenchError
+from delbench.errors import DelbenchError, LockError, WriteError
 
 logger = logging.getLogger(__name__)
 
 #: 2.0: one typed row (ResultRow) for selection, failed and reference rows alike, with the
-#: subset's id digests, plugin versions and the task's metric direction
-SCHEMA_VERSION = "2.0"
+#: subset's id digests, plugin versions and the task's metric direction; 2.1: ``stage`` (where
+#: a failed cell failed)
+SCHEMA_VERSION = "2.1"
 HEADER_FILE, ROWS_FILE, SUBSETS_FILE = "run.json", "results.jsonl", "subsets.json"
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "scores.png"
 #: split files go to $DELBENCH_CACHE_DIR/splits (default ~/.cache/delbench/splits)
@@ -90,7 +98,8 @@ class ResultRow:
       ``normdel`` (None on reference rows), ``cross_dataset`` (test dataset → metrics),
       ``pretrain`` (steps, epochs, first/last loss), ``fit`` (the task's statistics);
     - cost and provenance: ``time_s`` (seconds per stage: select, pretrain, task),
-      ``started_at``, ``finished_at``, ``env``; ``error`` and ``traceback`` when failed.
+      ``started_at``, ``finished_at``, ``env``; ``error``, ``traceback`` and ``stage`` (the
+      stage that failed: "select", "pretrain" or "evaluate") when failed.
     """
 
     key: str
@@ -130,6 +139,7 @@ class ResultRow:
     env: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     traceback: str | None = None
+    stage: str | None = None
     schema_version: str = SCHEMA_VERSION
 
     @property
@@ -155,21 +165,70 @@ def dumps(value: Any, **kwargs: Any) -> str:
     return json.dumps(_finite(value), default=_json_default, allow_nan=False, **kwargs)
 
 
+#: temporary files delbench writes: ``.<target name>.<pid>-<8 hex>.tmp`` beside the target, so
+#: a temporary names the process that owns it (orphans of a dead process are removed on the
+#: next start, see :func:`remove_orphan_temporaries`) and two writers never share one
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+)\.(?P<pid>\d+)-[0-9a-f]{8}\.tmp$")
+#: temporaries of delbench versions before the pid was in the name: ``.x.npy.tmp.npy``,
+#: ``.scores.png.tmp.png``, ``.x.json.<mkstemp>.tmp``, ``final.safetensors.tmp``
+_LEGACY_TEMP_NAMES = (re.compile(r"^\..+\.tmp\.(npy|png)$"), re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$"),
+                      re.compile(r"^[^.].*\.safetensors\.tmp$"))
+
+
+def temp_path(path: str | Path) -> Path:
+    """A fresh temporary name beside ``path`` that names this process (see ``_TEMP_NAME``)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def write_error(path: str | Path, exc: OSError) -> WriteError:
+    """One line naming the file that could not be written and why (``[Errno 28] No space …``)."""
+    reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc)
+    return WriteError(f"cannot write {path}: {reason}")
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s content to; on success it is fsynced and
+    renamed over ``path`` (never a half file), on any error it is removed.
+
+    An ``OSError`` (disk full, no permission, a directory in the way) becomes a
+    :class:`~delbench.errors.WriteError` naming ``path``. Writers that need a file name
+    (``np.save``, ``savefig``, safetensors) write to the yielded path.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise WriteError(f"cannot write {path}: it is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)  # results are meant to be shared and read
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise write_error(path, exc) from None
+        raise
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write via a temporary file in the same directory and rename: never a half file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared and read
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def atomic_write_json(path: str | Path, value: Any) -> None:
@@ -201,7 +260,7 @@ def write_split_file(record: Any, directory: str | Path | None = None) -> Path |
         return path
     try:
         atomic_write_json(path, record)
-    except OSError as exc:
+    except WriteError as exc:
         logger.warning("%s: cannot write split file to %s (%s); set %s to a writable folder",
                        record["dataset"], directory, exc, CACHE_ENV)
         return None
@@ -209,20 +268,181 @@ def write_split_file(record: Any, directory: str | Path | None = None) -> Path |
 
 
 def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    """``np.save`` through :func:`atomic_path` (no pickles)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "xb") as handle:  # a file object: np.save would append ".npy" to a name
+            np.save(handle, array, allow_pickle=False)
 
 
 def append_row(path: str | Path, row: ResultRow) -> None:
-    """Append one JSON line and fsync, so a killed run loses at most the cell in progress."""
-    line = dumps(row.to_json(), sort_keys=True) + "\n"
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append one JSON line and fsync, so a killed run loses at most the cell in progress.
+
+    A write that fails part-way (disk full) is cut back to the previous end of the file, so
+    no half line is left for the next row to be glued to, and raises a
+    :class:`~delbench.errors.WriteError` naming the file.
+    """
+    line = (dumps(row.to_json(), sort_keys=True) + "\n").encode("utf-8")
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    try:
+        end = os.fstat(fd).st_size
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, end)
+            raise write_error(path, exc) from None
+    finally:
+        os.close(fd)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
+def remove_orphan_temporaries(directory: str | Path, *, legacy: bool = False) -> list[Path]:
+    """Remove the temporaries under ``directory`` (recursively) whose writer is gone.
+
+    A temporary names its process (``_TEMP_NAME``); it is an orphan when that process no
+    longer runs here (killed mid-write). With ``legacy`` (the caller holds the work-dir
+    lock, so nothing else writes there) the pid-less names of older delbench versions are
+    removed too. Returns what was removed.
+    """
+    directory = Path(directory)
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            match = _TEMP_NAME.match(name)
+            if match:
+                pid = int(match["pid"])
+                orphan = pid != os.getpid() and not _pid_alive(pid)
+            else:
+                orphan = legacy and any(pattern.match(name) for pattern in _LEGACY_TEMP_NAMES)
+            if orphan:
+                path = Path(folder) / name
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+LOCK_FILE = ".delbench.lock"
+
+
+class WorkDirLock:
+    """Exclusive use of a work directory by one process, for the whole run.
+
+    The exclusion is ``fcntl.flock`` on ``<work_dir>/.delbench.lock``: the kernel releases
+    it when the holder exits in any way (a crash or ``kill -9`` included), so a lock can
+    never outlive its process. The file's content (JSON: pid, host, start time) only serves
+    the messages: a second run is refused naming the holder, and a run that finds content
+    but gets the lock knows its previous holder died without releasing it (a stale lock)
+    and says so. Releasing empties the file and keeps it: removing it would let a process
+    that opened it just before lock an unlinked file while a third locks a new one.
+
+    Re-entrant within a process (the CLI holds it around the run and its report, and the
+    runner takes it too).
+    """
+
+    _held: dict[str, "WorkDirLock"] = {}
+
+    def __init__(self, work_dir: str | Path) -> None:
+        self.work_dir = Path(work_dir)
+        self.path = self.work_dir / LOCK_FILE
+        self._fd: int | None = None
+        self._depth = 0
+
+    @classmethod
+    def of(cls, work_dir: str | Path) -> "WorkDirLock":
+        key = os.path.realpath(work_dir)
+        return cls._held.get(key) or cls(work_dir)
+
+    def _holder(self, fd: int) -> dict[str, Any]:
+        data = os.pread(fd, 4096, 0)
+        try:
+            return json.loads(data) if data.strip() else {}
+        except ValueError:
+            return {"pid": "?", "note": "unreadable lock file"}
+
+    def acquire(self) -> None:
+        import fcntl
+        import socket
+
+        if self._depth:
+            self._depth += 1
+            return
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise write_error(self.path, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = self._holder(fd)
+            os.close(fd)
+            raise LockError(f"{self.work_dir} is in use by another delbench run (pid {holder.get('pid', '?')} on "
+                            f"{holder.get('host', '?')}, started {holder.get('started_at', '?')}); wait for it "
+                            f"to finish or choose another --work-dir") from None
+        previous = self._holder(fd)
+        if previous:
+            logger.warning("%s: taking over a stale lock: pid %s on %s (started %s) ended without releasing "
+                           "it", self.work_dir, previous.get("pid", "?"), previous.get("host", "?"),
+                           previous.get("started_at", "?"))
+        record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                             "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode() + b"\n", 0)
+            os.fsync(fd)
+        except OSError as exc:
+            os.close(fd)
+            raise write_error(self.path, exc) from None
+        self._fd, self._depth = fd, 1
+        WorkDirLock._held[os.path.realpath(self.work_dir)] = self
+
+    def release(self) -> None:
+        import fcntl
+
+        if not self._depth:
+            return
+        self._depth -= 1
+        if self._depth:
+            return
+        WorkDirLock._held.pop(os.path.realpath(self.work_dir), None)
+        fd, self._fd = self._fd, None
+        try:
+            with contextlib.suppress(OSError):  # an empty file reads as "not held" (see above)
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def __enter__(self) -> "WorkDirLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def lock_work_dir(work_dir: str | Path) -> WorkDirLock:
+    """The lock of ``work_dir`` (a context manager; re-entrant within this process)."""
+    return WorkDirLock.of(work_dir)
 
 
 def repair_rows_file(path: str | Path) -> bool:

@@ -21,7 +21,7 @@ def _row(selector, ratio, seed, miou, normdel, kept=None, status="ok", higher_is
     if kept:
         row["selection"] = {"composition": {k: {"pool": p, "kept": k_} for k, (p, k_) in kept.items()}}
     if status != "ok":
-        row["error"] = "RuntimeError: boom"
+        row["error"], row["stage"] = "RuntimeError: boom", "pretrain"
     return ResultRow.from_json(row)
 
 
@@ -42,7 +42,8 @@ def test_aggregation_by_hand():
     truth = {(t["selector"], t["ratio"]): t for t in summary["ground_truth"]}
     assert truth[("meddel", 0.05)]["core_kept"] == 1.0
     assert truth[("random", 0.05)]["invalid_kept"] == pytest.approx((3 / 50 + 1 / 50) / 2)
-    assert summary["failed"] == [{"key": "broken|ratio=0.05|seed=0|seg/segmentation", "error": "RuntimeError: boom"}]
+    assert summary["failed"] == [{"key": "broken|ratio=0.05|seed=0|seg/segmentation", "stage": "pretrain",
+                                  "error": "RuntimeError: boom"}]
 
 
 def test_selectors_are_ranked_in_the_direction_of_the_metric():
