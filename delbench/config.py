@@ -15,15 +15,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from delbench.errors import ConfigError
+from delbench.errors import ConfigError, one_line
 from delbench.params import (check_choice, check_int, check_known_keys, check_number, check_path,
                              check_plugin_params, is_int, is_number)
 
 BUDGET_RULES = ("compute_matched", "epoch_matched")
 TOP_LEVEL_KEYS = ("protocol", "pool", "selectors", "ratios", "seeds", "backbone", "pretrain",
-                  "embedding", "tasks", "normdel", "runtime", "generalization", "references")
+                  "embedding", "tasks", "normdel", "runtime", "generalization", "references", "timeouts")
 #: settings that change how a run executes, never its results (not hashed into config_sha256)
 RUNTIME_KEYS = ("cache_dir",)
+#: the stages of a cell that ``timeouts`` can bound
+STAGES = ("select", "pretrain", "evaluate")
+#: Protocol fields that say how a run executes, not what a result means: left out of
+#: config_sha256, so raising a timeout or the checkpoint cadence can ``--resume`` a run
+UNHASHED_FIELDS = ("runtime", "execution")
 
 
 def _freeze(value: Any) -> Any:
@@ -107,6 +112,24 @@ class PretrainSpec:
 
 
 @dataclass(frozen=True)
+class ExecutionSpec:
+    """How cells execute, never what they compute (not part of ``config_sha256``).
+
+    ``checkpoint_every`` (config key ``pretrain.checkpoint_every``): optimizer steps between
+    resumable pre-training states (0: none); a killed or timed-out pre-training continues
+    from the latest one. ``timeouts`` (config key ``timeouts``): seconds each stage of a cell
+    may run (``select``, ``pretrain``, ``evaluate``); a stage past it fails its cell (None:
+    no limit).
+    """
+
+    checkpoint_every: int = 1000
+    timeouts: dict[str, float | None] = field(default_factory=dict)
+
+    def timeout(self, stage: str) -> float | None:
+        return self.timeouts.get(stage)
+
+
+@dataclass(frozen=True)
 class EmbeddingSpec:
     """Features for selectors: from ``checkpoint`` (a file) or a short MAE warm-up on the pool."""
 
@@ -159,6 +182,7 @@ class Protocol:
     runtime: dict[str, Any]
     generalization: GeneralizationSpec = GeneralizationSpec()
     references: tuple[ReferenceSpec, ...] = ()
+    execution: ExecutionSpec = ExecutionSpec()
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -186,8 +210,9 @@ class Protocol:
 
 
 def protocol_sha256(protocol: Mapping[str, Any]) -> str:
-    """Hash of everything that defines results: ``Protocol.to_dict()`` without ``runtime``."""
-    data = {k: v for k, v in _freeze(protocol).items() if k != "runtime"}
+    """Hash of everything that defines results: ``Protocol.to_dict()`` without
+    :data:`UNHASHED_FIELDS` (``runtime``, ``execution``)."""
+    data = {k: v for k, v in _freeze(protocol).items() if k not in UNHASHED_FIELDS}
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -263,8 +288,8 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
     if not selectors:
         raise ConfigError("'selectors' must list at least one selector")
     seeds = _seeds(raw.get("seeds"))
-    pre = _section(raw, "pretrain", {"budget", "reference_epochs", "batch_size", "optimizer", "checkpoint_epochs"},
-                   {"budget", "reference_epochs", "batch_size"})
+    pre = _section(raw, "pretrain", {"budget", "reference_epochs", "batch_size", "optimizer", "checkpoint_epochs",
+                                     "checkpoint_every"}, {"budget", "reference_epochs", "batch_size"})
     with _in_section("pretrain"):
         check_choice(pre, "budget", BUDGET_RULES)
         check_number(pre, "reference_epochs", 0.0, None, low_open=True)
@@ -274,6 +299,7 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
         epochs = pre.get("checkpoint_epochs", [])
         if not isinstance(epochs, (list, tuple)) or not all(is_number(e) and e > 0 for e in epochs):
             raise ConfigError(f"checkpoint_epochs must be a list of epochs > 0, got {epochs!r}")
+        check_int(pre, "checkpoint_every", 0)
     pretrain = PretrainSpec(pre["budget"], float(pre["reference_epochs"]), int(pre["batch_size"]),
                             dict(pre.get("optimizer", {})), tuple(float(e) for e in epochs))
     emb = _section(raw, "embedding", {"checkpoint", "warmup_steps", "batch_size", "dtype"})
@@ -309,6 +335,12 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
     generalization = GeneralizationSpec(_strings(gen.get("datasets", ()), "generalization.datasets"),
                                         _strings(gen.get("selectors", ()), "generalization.selectors"),
                                         _ratios(gen["ratios"], "generalization.ratios") if gen.get("ratios") else ())
+    timeouts = _section(raw, "timeouts", STAGES)
+    with _in_section("timeouts"):
+        for stage in STAGES:
+            check_number(timeouts, stage, 0.0, None, low_open=True, allow_none=True)
+    execution = ExecutionSpec(int(pre.get("checkpoint_every", ExecutionSpec.checkpoint_every)),
+                              {k: None if v is None else float(v) for k, v in timeouts.items()})
     task_datasets = {t.dataset.name for t in tasks}
     missing = [d for d in generalization.datasets if d not in task_datasets]
     if missing:
@@ -327,9 +359,28 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
         pool=pool, selectors=tuple(selectors), ratios=_ratios(raw.get("ratios"), "ratios"), seeds=seeds,
         backbone=_plugin(raw.get("backbone"), "backbone"), pretrain=pretrain, embedding=embedding,
         tasks=tuple(tasks), alpha=alpha, runtime=runtime, generalization=generalization,
-        references=tuple(references))
+        references=tuple(references), execution=execution)
     check_plugins(protocol)
     return protocol
+
+
+def check_values(protocol: Protocol) -> None:
+    """The value checks of :func:`protocol_from_dict` on a :class:`Protocol` built in code
+    (or changed with ``dataclasses.replace``): seeds, ratios, timeouts, one line naming the
+    key. ``run_protocol`` calls it with :func:`check_plugins`."""
+    _seeds(list(protocol.seeds))
+    _ratios(list(protocol.ratios), "ratios")
+    for i, selector in enumerate(protocol.selectors):
+        if selector.seeds is not None:
+            _seeds(list(selector.seeds), f"selectors[{i}].seeds")
+        if selector.ratios is not None:
+            _ratios(list(selector.ratios), f"selectors[{i}].ratios")
+    check_known_keys(protocol.execution.timeouts, STAGES, "timeouts")
+    with _in_section("timeouts"):
+        for stage in STAGES:
+            check_number(protocol.execution.timeouts, stage, 0.0, None, low_open=True, allow_none=True)
+    with _in_section("pretrain"):
+        check_int({"checkpoint_every": protocol.execution.checkpoint_every}, "checkpoint_every", 0)
 
 
 def check_plugins(protocol: Protocol) -> None:
@@ -382,7 +433,11 @@ def check_plugins(protocol: Protocol) -> None:
 
 
 def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None):
-    """Read a protocol file with mmengine (``_base_`` inheritance) and apply overrides."""
+    """Read a protocol file with mmengine (``_base_`` inheritance) and apply overrides.
+
+    A config file is Python that this executes, with the user's rights: load only configs
+    you trust (submissions, which are loaded elsewhere, are data only).
+    """
     from mmengine.config import Config
 
     path = Path(path)
@@ -390,8 +445,11 @@ def load_config(path: str | Path, cfg_options: Mapping[str, Any] | None = None):
         raise ConfigError(f"config file not found: {path}")
     try:
         cfg = Config.fromfile(str(path))
+    except SystemExit as exc:  # a config is Python run in this process; it must not end it unsaid
+        raise ConfigError(f"config {path} called SystemExit({exc.code!r}) while it was read; a config "
+                          f"must only assign values") from None
     except Exception as exc:  # syntax errors, missing _base_ files: one line naming the file
-        raise ConfigError(f"cannot read config {path}: {type(exc).__name__}: {exc}") from None
+        raise ConfigError(f"cannot read config {path}: {type(exc).__name__}: {one_line(str(exc))}") from None
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
     return cfg

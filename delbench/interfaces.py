@@ -262,13 +262,22 @@ class Backbone(Plugin, abc.ABC):
     @abc.abstractmethod
     def pretrain(self, pool: Dataset, indices: np.ndarray, *, steps: int, batch_size: int,
                  seed: int, optimizer: Mapping[str, Any], progress: bool = False,
-                 on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+                 on_step: Callable[[int, float], None] | None = None,
+                 resume_dir: str | None = None, checkpoint_every: int = 0) -> dict[str, Any]:
         """Run ``steps`` optimizer steps on ``pool[indices]``; return JSON-able stats with
         ``loss`` (the per-step losses).
 
         ``optimizer`` is the protocol's ``pretrain.optimizer`` dict (``lr``, ``weight_decay``,
         ``warmup_steps``, …). ``on_step(step, loss)`` is called after every optimizer step
         (1-based); the runner saves intermediate checkpoints from it.
+
+        Resumable pre-training (optional; the runner passes these two only to an
+        implementation whose signature has ``resume_dir``): save the whole training state
+        to ``resume_dir`` after every ``checkpoint_every``-th step, and when a state of the
+        same run is found there, continue from it, ending as an uninterrupted run would
+        (``delbench.training_state`` writes and reads such states; ``timm_mae`` is the
+        example). Stats may then add ``resumed_from_step``. Without them a killed
+        pre-training restarts from step 0.
         """
 
     @abc.abstractmethod

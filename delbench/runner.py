@@ -11,17 +11,38 @@ The work is organised by what can be shared:
 4. one row per (subset, task, pre-training epoch) cell, appended to ``results.jsonl``.
 
 Every cell has a stable key; ``resume`` skips keys already recorded with ``status == "ok"``.
-A cell that raises is recorded as ``failed`` with its error and the sweep goes on.
+A run holds the work directory's lock (:class:`delbench.results.WorkDirLock`) throughout and
+first removes the temporaries that killed runs left behind.
+
+Fault isolation: a cell whose selection, pre-training or task raises, returns something the
+contract refuses (a bad subset, a non-finite metric) or runs past its stage's ``timeouts``
+entry is recorded as ``failed`` with its ``stage`` and error, and the sweep goes on.
+
+Timeouts use ``SIGALRM`` (``signal.setitimer``) in the main thread, which raises
+:class:`~delbench.errors.StageTimeout` inside the stage. Chosen over running each stage in a
+subprocess because a stage works on in-process state that a child would have to rebuild or
+receive by pickling (the pool, memory-mapped embeddings, the model, RNG state that the
+bitwise resume relies on) and would pay a torch import per stage; the cost of the choice is
+that a stage blocked inside one long C call (a single huge matmul, a hung read) is stopped
+only when that call returns to Python. Pre-training saves resumable states every
+``pretrain.checkpoint_every`` steps, so a timed-out or killed pre-training continues where
+it stopped on ``--resume``.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import inspect
 import json
 import logging
+import math
 import os
 import platform
 import re
+import shutil
+import signal
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field, is_dataclass
@@ -33,12 +54,13 @@ import numpy as np
 
 from delbench import __version__, plugins
 from delbench.config import (EmbeddingSpec, PluginSpec, Protocol, ReferenceSpec, SelectorSpec, TaskSpec,
-                             check_plugins)
-from delbench.errors import DelbenchError
+                             check_plugins, check_values)
+from delbench.errors import DelbenchError, StageTimeout, one_line
 from delbench.metrics import normdel, scene_nn_agreement
 from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, ResultRow, append_row,
-                              atomic_save_npy, atomic_write_json, atomic_write_text, read_header,
-                              read_rows, repair_rows_file, write_split_file)
+                              atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, lock_work_dir,
+                              read_header, read_rows, remove_orphan_temporaries, repair_rows_file,
+                              write_split_file)
 from delbench.subset import Subset, check_embeddings, ids_sha256, run_selector, subset_sha256
 
 logger = logging.getLogger(__name__)
@@ -199,24 +221,22 @@ def pool_embeddings(ctx: RunContext) -> np.ndarray:
         backbone = embedding_backbone(ctx)
         n = len(ctx.pool)
         started = time.perf_counter()
-        tmp = directory / ".embeddings.tmp.npy"
-        directory.mkdir(parents=True, exist_ok=True)
-        out = None
-        for start in tqdm(range(0, n, spec.batch_size), desc="embed pool", disable=not ctx.progress, leave=False):
-            stop = min(n, start + spec.batch_size)
-            features = backbone.embed(ctx.pool.load_images(np.arange(start, stop)))
-            if out is None:
-                out = open_memmap(tmp, mode="w+", dtype=spec.dtype, shape=(n, features.shape[1]))
-            out[start:stop] = features
-        out.flush()
-        try:  # a diverged warm-up must not leave a NaN cache that every resume would reuse
-            check_embeddings(out, n)
-        except Exception:
-            del out
-            tmp.unlink(missing_ok=True)
-            raise
-        del out
-        os.replace(tmp, path)
+        # atomic_path removes the temporary on any error: a diverged warm-up (check_embeddings
+        # refuses NaN) must not leave a cache that every resume would reuse
+        with atomic_path(path) as tmp:
+            out = None
+            for start in tqdm(range(0, n, spec.batch_size), desc="embed pool", disable=not ctx.progress,
+                              leave=False):
+                stop = min(n, start + spec.batch_size)
+                features = backbone.embed(ctx.pool.load_images(np.arange(start, stop)))
+                if out is None:
+                    out = open_memmap(tmp, mode="w+", dtype=spec.dtype, shape=(n, features.shape[1]))
+                out[start:stop] = features
+            out.flush()
+            try:
+                check_embeddings(out, n)
+            finally:
+                del out
         atomic_write_json(manifest, {"pool": ctx.protocol.pool.name, "pool_params": ctx.protocol.pool.params,
                                      "backbone": ctx.protocol.backbone.name,
                                      "backbone_params": ctx.protocol.backbone.params,
@@ -260,9 +280,12 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
         logger.warning("subset file %s does not match its hash or the pool; selecting again", index_path)
     requires_embeddings = getattr(cls, "requires_embeddings", False)
     requires_backbone = getattr(cls, "requires_backbone", False)
-    subset = run_selector(cls(), ctx.pool, ratio, seed=seed, params=selector.params, pool_ids=ctx.pool_ids,
-                          embeddings=pool_embeddings(ctx) if requires_embeddings else None,
-                          backbone=embedding_backbone(ctx) if requires_backbone else None)
+    # shared inputs are made before the selector's clock starts: they serve every cell
+    embeddings = pool_embeddings(ctx) if requires_embeddings else None
+    backbone = embedding_backbone(ctx) if requires_backbone else None
+    with stage_deadline("select", ctx.protocol.execution.timeout("select")):
+        subset = run_selector(cls(), ctx.pool, ratio, seed=seed, params=selector.params, pool_ids=ctx.pool_ids,
+                              embeddings=embeddings, backbone=backbone)
     meta = {"selector": selector.name, "label": label, "selector_version": str(getattr(cls, "version", "0")),
             "params": selector.params, "ratio": ratio, "seed": seed, "n_pool": len(ctx.pool),
             "n_selected": subset.size, "sha256": subset.sha256, "ids_sha256": subset.ids_sha256,
@@ -314,10 +337,12 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
         if step in by_step:
             backbone.save(by_step[step])
 
+    resume_dir = directory / "resume"
     started = time.perf_counter()
-    stats = backbone.pretrain(ctx.pool, subset.indices, steps=steps, batch_size=protocol.pretrain.batch_size,
-                              seed=seed, optimizer=protocol.pretrain.optimizer, progress=ctx.progress,
-                              on_step=save_intermediate)
+    with stage_deadline("pretrain", protocol.execution.timeout("pretrain")):
+        stats = backbone.pretrain(ctx.pool, subset.indices, steps=steps, batch_size=protocol.pretrain.batch_size,
+                                  seed=seed, optimizer=protocol.pretrain.optimizer, progress=ctx.progress,
+                                  on_step=save_intermediate, **_resume_arguments(backbone, resume_dir, protocol))
     backbone.save(paths[None])
     losses = stats.get("loss", [])
     tail = max(1, len(losses) // 10)
@@ -325,9 +350,51 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
             "seconds": time.perf_counter() - started,
             "loss_first": float(np.mean(losses[:tail])) if losses else None,
             "loss_last": float(np.mean(losses[-tail:])) if losses else None,
+            "resumed_from_step": stats.get("resumed_from_step"),
             **heldout_reconstruction(ctx, backbone)}
     atomic_write_json(info_path, info)
+    shutil.rmtree(resume_dir, ignore_errors=True)  # the final checkpoint supersedes the states
     return paths, info
+
+
+def resumable(backbone: Any) -> bool:
+    """Whether a backbone (class or instance) implements the contract's optional resumable
+    pre-training: ``pretrain`` takes ``resume_dir`` and ``checkpoint_every``."""
+    return "resume_dir" in inspect.signature(backbone.pretrain).parameters
+
+
+def _resume_arguments(backbone: Any, resume_dir: Path, protocol: Protocol) -> dict[str, Any]:
+    """``resume_dir``/``checkpoint_every`` for a backbone that takes them; a backbone without
+    them restarts a killed pre-training from step 0 (the run says so when it starts)."""
+    if not resumable(backbone):
+        return {}
+    return {"resume_dir": resume_dir, "checkpoint_every": protocol.execution.checkpoint_every}
+
+
+@contextlib.contextmanager
+def stage_deadline(stage: str, seconds: float | None):
+    """Raise :class:`~delbench.errors.StageTimeout` inside the block once it has run
+    ``seconds`` (None: no limit); the module docstring says why an alarm signal."""
+    if not seconds:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise DelbenchError(f"timeouts.{stage}: stage timeouts need the main thread (they use SIGALRM); "
+                            f"run delbench there or remove the timeout")
+    armed = [True]
+
+    def alarm(signum: int, frame: Any) -> None:
+        if armed[0]:  # a signal that lands after the block ended must not fail it
+            raise StageTimeout(stage, seconds)
+
+    previous = signal.signal(signal.SIGALRM, alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 #: how many of the first task's test images the held-out reconstruction loss averages over
@@ -377,14 +444,29 @@ def evaluate_task(ctx: RunContext, task_spec: TaskSpec, checkpoint: Path | None,
     if checkpoint is not None:  # None: the freshly initialised encoder (a reference row)
         backbone.load(checkpoint)
     task = plugins.create("task", task_spec.name, task_spec.params)
-    fit_stats = task.fit(backbone, train, seed=seed)
-    metrics = task.evaluate(backbone, test)
-    if task.metric not in metrics:
-        raise DelbenchError(f"task '{task_spec.name}' did not report its metric '{task.metric}'")
-    cross = {other.dataset.name: task.evaluate(backbone, open_dataset(ctx, other.dataset, other.test_split))
-             for other in cross_tasks}
+    with stage_deadline("evaluate", protocol.execution.timeout("evaluate")):
+        fit_stats = task.fit(backbone, train, seed=seed)
+        metrics = _checked_metrics(task_spec.name, task.metric, task.evaluate(backbone, test))
+        cross = {other.dataset.name: _checked_metrics(task_spec.name, task.metric, task.evaluate(
+            backbone, open_dataset(ctx, other.dataset, other.test_split))) for other in cross_tasks}
     score = None if ratio is None else normdel(metrics[task.metric], ratio, protocol.alpha)
     return Evaluation(task.metric, metrics, fit_stats, cross, score, time.perf_counter() - started)
+
+
+def _checked_metrics(name: str, metric: str, metrics: Any) -> dict[str, float]:
+    """A task's metrics as the contract says: a dict of finite numbers holding ``metric``, a
+    fraction in [0, 1]. Anything else fails the cell rather than reaching the report."""
+    if not isinstance(metrics, dict):
+        raise DelbenchError(f"task '{name}' returned {type(metrics).__name__} from evaluate, expected a dict of metrics")
+    if metric not in metrics:
+        raise DelbenchError(f"task '{name}' did not report its metric '{metric}'")
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(float(value)):
+            raise DelbenchError(f"task '{name}' returned {key} = {value!r}, not a finite number")
+    if not 0.0 <= float(metrics[metric]) <= 1.0:
+        raise DelbenchError(f"task '{name}' returned {metric} = {metrics[metric]!r}, outside [0, 1]")
+    return {key: float(value) for key, value in metrics.items()}
 
 
 def _cross_tasks(protocol: Protocol, cell: "Cell") -> tuple[TaskSpec, ...]:
@@ -407,11 +489,11 @@ class SelectionFacts:
 
 
 def _row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation | BaseException,
-         facts: SelectionFacts | None = None) -> ResultRow:
+         facts: SelectionFacts | None = None, stage: str | None = None) -> ResultRow:
     """The one place a result row is made: selection, failed and reference rows alike.
 
-    ``outcome`` is the cell's evaluation or the exception that failed it; ``facts`` what its
-    selection and pre-training produced, when they ran.
+    ``outcome`` is the cell's evaluation or the exception that failed it (in ``stage``);
+    ``facts`` what its selection and pre-training produced, when they ran.
     """
     protocol = ctx.protocol
     task_cls = plugins.get("task", cell.task.name)
@@ -444,8 +526,9 @@ def _row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation | B
         row.normdel = outcome.normdel
         row.time_s = {**row.time_s, "task": outcome.seconds}
     else:
-        logger.error("cell %s failed: %s: %s", cell.key, type(outcome).__name__, outcome)
-        row.error = f"{type(outcome).__name__}: {outcome}"
+        row.error = f"{type(outcome).__name__}: {one_line(str(outcome))}"
+        row.stage = stage
+        logger.error("cell %s failed in %s: %s", cell.key, stage, row.error)
         row.traceback = "".join(traceback.format_exception(type(outcome), outcome, outcome.__traceback__))[-4000:]
     return row
 
@@ -514,13 +597,31 @@ def run_protocol(protocol: Protocol, work_dir: str | Path, *, resume: bool = Fal
     """Run every cell of ``protocol`` into ``work_dir``; returns the rows written this time.
 
     ``observers`` are called with each row's JSON record as it is written, like the
-    ``delbench_cell_finished`` hook.
+    ``delbench_cell_finished`` hook. The work dir's lock is held throughout: a second run
+    into it raises :class:`~delbench.errors.LockError` naming the holder.
     """
+    work_dir = Path(work_dir)
+    check_values(protocol)  # load_protocol did too; a Protocol built in code is checked here
+    check_plugins(protocol)
+    with lock_work_dir(work_dir):
+        return _run_locked(protocol, work_dir, resume, config_text, progress, observers)
+
+
+def _run_locked(protocol: Protocol, work_dir: Path, resume: bool, config_text: str | None, progress: bool,
+                observers: list[Callable[[dict[str, Any]], None]] | None) -> list[ResultRow]:
     from tqdm.auto import tqdm
 
-    work_dir = Path(work_dir)
-    check_plugins(protocol)  # load_protocol did too; a Protocol built in code is checked here
     cache_dir = Path(protocol.runtime.get("cache_dir") or work_dir / "cache")
+    # temporaries whose process is gone were left by a killed run; the lock is ours, so in the
+    # work dir the pid-less ones of older versions are orphans too (a cache dir outside it,
+    # runtime.cache_dir, may be shared with other runs: there only those of dead processes)
+    removed = remove_orphan_temporaries(work_dir, legacy=True) + remove_orphan_temporaries(cache_dir)
+    if removed:
+        logger.info("removed %d temporary file(s) left by killed runs: %s", len(removed),
+                    ", ".join(str(p) for p in removed[:5]) + (" …" if len(removed) > 5 else ""))
+    if protocol.execution.checkpoint_every and not resumable(plugins.get("backbone", protocol.backbone.name)):
+        logger.warning("backbone %r cannot resume pre-training (its pretrain takes no resume_dir): a killed "
+                       "pre-training restarts from step 0", protocol.backbone.name)
     ctx = RunContext(protocol, work_dir, cache_dir, progress, observers=list(observers or []))
     # Every dataset is opened before anything is written or trained: a missing root or a
     # broken layout is one clear error now, not a failed cell hours into the run.
@@ -548,6 +649,13 @@ def run_protocol(protocol: Protocol, work_dir: str | Path, *, resume: bool = Fal
     return written
 
 
+#: what fails one cell (recorded with its error) rather than the run: any error of a plugin,
+#: a stage past its timeout, a plugin calling sys.exit. A KeyboardInterrupt stops the run,
+#: and a result file that cannot be written (WriteError, raised by _finish) stops it too:
+#: nothing could be recorded after it.
+CELL_FAULTS = (Exception, StageTimeout, SystemExit)
+
+
 def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[ResultRow]:
     """One (selector, ratio, seed): select, pre-train, then every task (and checkpoint epoch).
 
@@ -562,14 +670,14 @@ def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[Re
     if not todo:
         return []
     started_at = _now()
+    stage = "select"
     try:
         subset, meta = select_subset(ctx, selector, ratio, seed)
+        stage = "pretrain"
         _seed_everything(seed)
         checkpoints, pre = pretrain_checkpoints(ctx, subset, seed)
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:
-        return [_finish(ctx, _row(ctx, c, started_at, exc)) for c in todo]
+    except CELL_FAULTS as exc:
+        return [_finish(ctx, _row(ctx, c, started_at, exc, stage=stage)) for c in todo]
     facts = SelectionFacts(subset, meta, pre)
     written = []
     for cell in todo:
@@ -582,11 +690,9 @@ def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[Re
             _seed_everything(seed)
             outcome = evaluate_task(ctx, cell.task, checkpoints[cell.pretrain_epoch], seed,
                                     cross_tasks=_cross_tasks(protocol, cell), ratio=cell.ratio)
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:
+        except CELL_FAULTS as exc:
             outcome = exc
-        row = _finish(ctx, _row(ctx, cell, cell_started, outcome, facts))
+        row = _finish(ctx, _row(ctx, cell, cell_started, outcome, facts, stage="evaluate"))
         written.append(row)
         if row.ok:
             logger.info("%s: %s = %.4f, NormDEL = %.4f", cell.key, row.metric, row.score, row.normdel)
@@ -611,11 +717,9 @@ def run_references(ctx: RunContext, done: set[str]) -> list[ResultRow]:
                     _seed_everything(seed)
                     checkpoint = Path(reference.checkpoint) if reference.checkpoint else None
                     outcome = evaluate_task(ctx, task, checkpoint, seed)
-                except KeyboardInterrupt:
-                    raise
-                except Exception as exc:
+                except CELL_FAULTS as exc:
                     outcome = exc
-                written.append(_finish(ctx, _row(ctx, cell, started_at, outcome)))
+                written.append(_finish(ctx, _row(ctx, cell, started_at, outcome, stage="evaluate")))
     return written
 
 

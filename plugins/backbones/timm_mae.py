@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import ConfigError, DelbenchError
+from delbench.errors import ConfigError, DelbenchError, one_line
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Backbone, Dataset
 from delbench.params import (check_bool, check_choice, check_int, check_known_keys, check_number, check_path,
@@ -158,12 +160,25 @@ def read_state_dict(path: str | Path) -> dict:
     if not path.is_file():
         raise DelbenchError(f"checkpoint file not found: {path}")
     if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise DelbenchError(f"cannot read checkpoint {path}: not a complete safetensors file "
+                                f"({one_line(str(exc))})") from None
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files: name the file
-        raise DelbenchError(f"cannot load checkpoint {path} with weights_only=True: {exc}") from None
+    except pickle.UnpicklingError as exc:
+        # torch's message goes on to advise weights_only=False, i.e. running the file's code;
+        # delbench never does, so only the offending object is named
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f" ({found.group(1)})" if found else ""
+        raise DelbenchError(f"checkpoint {path} holds Python objects besides tensors{what}; delbench loads "
+                            f"tensors only: save the state dict with safetensors or torch.save(model.state_dict())") from None
+    except Exception as exc:  # truncated or corrupt files, among others: one line naming the file
+        raise DelbenchError(f"cannot read checkpoint {path}: {type(exc).__name__}: "
+                            f"{one_line(str(exc)).split('. ')[0]}") from None
     for key in ("model", "state_dict", "module"):  # MAE/DeiT/Lightning wrappers
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -301,15 +316,26 @@ class TimmMAE(Backbone):
 
     def pretrain(self, pool: Dataset, indices: np.ndarray, *, steps: int, batch_size: int, seed: int,
                  optimizer: Mapping[str, Any], progress: bool = False,
-                 on_step=None) -> dict[str, Any]:
+                 on_step=None, resume_dir: str | Path | None = None, checkpoint_every: int = 0) -> dict[str, Any]:
         """MAE pre-training: ``steps`` AdamW steps over epochs of seeded permutations of ``indices``.
 
         Augmentation: random horizontal flip only (documented protocol choice: the synthetic
         and endoscopy frames have no canonical left/right). ``on_step(step, loss)`` is called
         after every step (checkpoints at intermediate epochs hook in here).
+
+        Resumable: with ``resume_dir``, the state after every ``checkpoint_every``-th step
+        (model, AdamW moments, the step — the cosine schedule is a function of it —, the
+        data order and cursor, the numpy, torch and mask-generator RNG states, the loss
+        history) is saved there (:mod:`delbench.training_state`), and a pre-training that
+        finds a state of the same run there continues from it. Every random draw (data
+        order, flips, MAE masks, drop-path) comes from that saved state, so on CPU with
+        deterministic algorithms a resumed run ends bitwise equal to an uninterrupted one.
         """
         import torch
         from tqdm.auto import tqdm
+
+        from delbench.training_state import (TrainingState, indices_digest, load_optimizer, load_state,
+                                             optimizer_tensors, save_state)
 
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
@@ -323,11 +349,40 @@ class TimmMAE(Backbone):
         opt = torch.optim.AdamW(self.mae.parameters(), lr=peak_lr,
                                 betas=tuple(params.get("betas", (0.9, 0.95))),
                                 weight_decay=float(params.get("weight_decay", 0.05)))
-        self.mae.train()
         history: list[float] = []
         order: np.ndarray = np.empty(0, np.int64)
-        cursor = 0
-        bar = tqdm(range(steps), desc="pretrain", disable=not progress, leave=False, unit="step")
+        cursor = start = 0
+        fingerprint = {"backbone": self.name, "model": self.model_name, "steps": int(steps),
+                       "batch_size": int(batch_size), "seed": int(seed), "indices": indices_digest(indices),
+                       "optimizer": params}
+        state = load_state(resume_dir, fingerprint) if resume_dir is not None else None
+        if state is not None:
+            self.mae.load_state_dict(state.prefixed("model"))
+            load_optimizer(opt, state)
+            torch.set_rng_state(state.tensors["rng.torch"])
+            if self.device.type == "cuda":
+                torch.cuda.set_rng_state(state.tensors["rng.cuda"], self.device)
+            generator.set_state(state.tensors["rng.masks"])
+            rng.bit_generator.state = state.extra["numpy_rng"]
+            order, cursor = state.tensors["data.order"].numpy().astype(np.int64), int(state.extra["cursor"])
+            history = state.tensors["loss.history"].tolist()
+            start = state.step
+            logger.info("resuming pre-training from step %d of %d (%s)", start, steps, resume_dir)
+
+        def save(step: int) -> None:
+            tensors, optimizer_rest = optimizer_tensors(opt)
+            tensors.update({f"model.{k}": v for k, v in self.mae.state_dict().items()})
+            tensors.update({"rng.torch": torch.get_rng_state(), "rng.masks": generator.get_state(),
+                            "data.order": torch.from_numpy(order.copy()),
+                            "loss.history": torch.tensor(history, dtype=torch.float64)})
+            if self.device.type == "cuda":
+                tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+            save_state(resume_dir, TrainingState(step, tensors, {"numpy_rng": rng.bit_generator.state,
+                                                                 "cursor": cursor}, optimizer_rest), fingerprint)
+
+        self.mae.train()
+        bar = tqdm(range(start, steps), desc="pretrain", disable=not progress, leave=False, unit="step",
+                   initial=start, total=steps)
         for step in bar:
             if cursor + batch_size > order.size:  # a new epoch: carry the remainder over
                 order = np.concatenate([order[cursor:], rng.permutation(indices)])
@@ -350,18 +405,20 @@ class TimmMAE(Backbone):
                 bar.set_postfix(loss=f"{history[-1]:.4f}")
             if on_step is not None:
                 on_step(step + 1, history[-1])
+            if resume_dir is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 \
+                    and step + 1 < steps:
+                save(step + 1)
         self.mae.eval()
-        return {"loss": history, "steps": steps, "images_seen": steps * batch_size}
+        return {"loss": history, "steps": steps, "images_seen": steps * batch_size, "resumed_from_step": start}
 
     # --- checkpoints (tensors only) --------------------------------------------------------
     def save(self, path: str | Path) -> None:
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.mae.state_dict().items()}, str(tmp))
-        tmp.replace(path)
+        from delbench.results import atomic_path
+
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in self.mae.state_dict().items()}, str(tmp))
 
     def load(self, path: str | Path) -> None:
         """Load a full MAE state (ours) or just an encoder (timm/MAE-release checkpoint)."""
