@@ -62,14 +62,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from delbench import plugins
     from delbench.errors import ConfigError
     from delbench.params import check_plugin_params
     from delbench.results import atomic_save_npy
-    from delbench.subset import run_selector
+    from delbench.subset import read_embeddings, run_selector
 
+    if Path(args.out).is_dir():  # refused before any work, not after the selection ran
+        raise ConfigError(f"--out {args.out} is a directory; give a file name such as {Path(args.out) / 'subset.npy'}")
     dataset_params = _key_values(args.dataset_param, "--dataset-param")
     if args.root:
         dataset_params["root"] = args.root
@@ -81,9 +81,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     if getattr(cls, "requires_embeddings", False) and not args.embeddings:
         raise ConfigError(f"selector '{args.selector}' needs --embeddings FILE.npy (n × d, row i = item i); "
                           f"'delbench run' computes and caches them for you")
+    if args.embeddings and not getattr(cls, "requires_embeddings", False):
+        raise ConfigError(f"selector '{args.selector}' does not use embeddings; drop --embeddings {args.embeddings}")
     if getattr(cls, "requires_backbone", False):
         raise ConfigError(f"selector '{args.selector}' needs a backbone; use it inside 'delbench run'")
-    embeddings = np.load(args.embeddings, mmap_mode="r") if args.embeddings else None
+    embeddings = read_embeddings(args.embeddings, len(pool)) if args.embeddings else None
     subset = run_selector(cls(), pool, args.ratio, seed=args.seed, embeddings=embeddings, params=params)
     atomic_save_npy(args.out, subset.indices)
     print(f"{subset.sha256}  {args.out}  ({subset.size} of {len(pool)} items)")
@@ -96,14 +98,16 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from delbench.config import load_protocol
     from delbench.report import write_report
+    from delbench.results import lock_work_dir
     from delbench.runner import run_protocol
 
     options = _key_values(args.cfg_options, "--cfg-options")
     protocol, cfg = load_protocol(args.config, options)
     work_dir = Path(args.work_dir or Path("work_dirs") / protocol.name)
-    rows = run_protocol(protocol, work_dir, resume=args.resume, config_text=cfg.pretty_text,
-                        progress=not args.no_progress and sys.stderr.isatty())
-    summary, report = write_report(work_dir)
+    with lock_work_dir(work_dir):  # the run and its report, as one holder
+        rows = run_protocol(protocol, work_dir, resume=args.resume, config_text=cfg.pretty_text,
+                            progress=not args.no_progress and sys.stderr.isatty())
+        summary, report = write_report(work_dir)
     failed = sum(not row.ok for row in rows)
     print(f"{len(rows)} cell(s) run, {failed} failed; report: {report}; summary: {summary}")
     if not args.quiet:
@@ -236,10 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        from delbench.errors import DelbenchError
+        from delbench.errors import DelbenchError, one_line
 
         kind = "error" if isinstance(exc, DelbenchError) else f"error ({type(exc).__name__})"
-        print(f"delbench: {kind}: {exc}", file=sys.stderr)
+        print(f"delbench: {kind}: {one_line(str(exc))}", file=sys.stderr)
         return 1
 
 

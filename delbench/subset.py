@@ -23,11 +23,12 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from delbench.errors import DatasetError, SelectionError
+from delbench.errors import DatasetError, SelectionError, one_line
 
 
 @dataclass
@@ -116,6 +117,48 @@ def check_embeddings(embeddings: Any, n: int) -> np.ndarray:
             bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
             raise SelectionError(f"embeddings contain NaN or inf (first at row {bad})")
     return array
+
+
+def read_embeddings(path: str | Path, n: int) -> np.ndarray:
+    """An embeddings file (``.npy``, n × d float, row i = pool item i) memory-mapped and
+    checked for a pool of ``n`` items (:func:`check_embeddings`); every problem is one
+    :class:`~delbench.errors.SelectionError` naming the file. Never unpickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise SelectionError(f"embeddings file {path}: not found" if not path.exists() else
+                             f"embeddings file {path}: not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise SelectionError(f"embeddings file {path} is empty; write the n × d array with numpy.save")
+    from numpy.lib import format as npy
+
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+        if magic != b"\x93NUMPY":
+            kind = "a .npz archive" if magic.startswith(b"PK") else "not a .npy file (no numpy header)"
+            raise SelectionError(f"embeddings file {path} is {kind}; write one n × d float array with numpy.save")
+        handle.seek(0)
+        try:
+            version = npy.read_magic(handle)
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+        except (ValueError, OSError, EOFError) as exc:
+            raise SelectionError(f"embeddings file {path} has a damaged numpy header ({one_line(str(exc))})") from None
+        data_start = handle.tell()
+    if dtype.hasobject:  # reading it would mean unpickling, which delbench never does
+        raise SelectionError(f"embeddings file {path} holds Python objects, not numbers; write a float array")
+    expected = data_start + math.prod(shape) * dtype.itemsize
+    if size < expected:
+        raise SelectionError(f"embeddings file {path} is truncated: its header promises a {dtype} array of shape "
+                             f"{tuple(shape)} ({expected} bytes) but the file has {size} bytes")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SelectionError(f"embeddings file {path} cannot be read: {one_line(str(exc))}") from None
+    try:
+        return check_embeddings(array, n)
+    except SelectionError as exc:
+        raise SelectionError(f"embeddings file {path}: {exc}") from None
 
 
 def ids_sha256(ids: Iterable[str]) -> str:
