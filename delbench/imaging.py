@@ -16,6 +16,12 @@ READ_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError
 
 Problem = tuple[str, str]  # (path, message)
 
+#: grey values strictly between these are "neither black nor white" in a JPEG mask
+AMBIGUOUS_LOW, AMBIGUOUS_HIGH = 32, 224
+#: channels differing by more than this on more than COLOUR_FRACTION of pixels = a colour mask
+COLOUR_SPREAD, COLOUR_FRACTION = 32, 0.01
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
+
 
 def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3), resized to size × size (bilinear) when ``size`` is set."""
@@ -93,3 +99,40 @@ def item_decode_problems(image: str | Path, masks: Sequence[str | Path] = (), *,
         except READ_ERRORS as exc:
             problems.append((str(mask), f"cannot decode mask: {exc}"))
     return problems
+
+
+def mask_value_problem(grey: np.ndarray, *, lossy: bool, threshold: int, jpeg_tolerance: float) -> str | None:
+    """Why a grey mask (uint8) is not a usable binary mask, or None (rules in the module docstring)."""
+    if lossy:
+        ambiguous = float(((grey > AMBIGUOUS_LOW) & (grey < AMBIGUOUS_HIGH)).mean())
+        if ambiguous > jpeg_tolerance:
+            return (f"{ambiguous:.1%} of pixels are neither near 0 nor near 255 (JPEG masks may have "
+                    f"up to {jpeg_tolerance:.0%}): not a binary mask")
+        return None
+    values = set(np.unique(grey).tolist())
+    if values <= {0, 255}:
+        return None
+    if values <= {0, 1}:
+        if threshold > 1:
+            return (f"mask values are 0/1 but foreground is read as grey ≥ {threshold}, so every pixel "
+                    f"would be background; build the dataset with mask_threshold=1")
+        return None
+    shown = sorted(values)
+    listed = ", ".join(map(str, shown[:6])) + (", …" if len(shown) > 6 else "")
+    return f"mask values {{{listed}}} are not binary (expected 0/255, or 0/1 with mask_threshold=1)"
+
+
+def mask_content_problems(path: Path, mask: Any, *, threshold: int = 128,
+                          jpeg_tolerance: float = 0.05) -> list[Problem]:
+    """Colour and value problems of a decoded mask (``mask`` a loaded PIL image): the rules
+    ``delbench data check`` applies, and folder datasets with ``skip_unreadable=True`` skip by."""
+    grey = np.asarray(mask.convert("L"))
+    if mask.mode in ("RGB", "RGBA", "P", "CMYK", "YCbCr"):
+        rgb = np.asarray(mask.convert("RGB"))
+        spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+        if float((spread > COLOUR_SPREAD).mean()) > COLOUR_FRACTION:
+            return [(str(path), "mask has colour (its channels differ): a colour-coded multi-class "
+                                "mask cannot be read as a binary mask")]
+    message = mask_value_problem(grey, lossy=path.suffix.lower() in LOSSY_SUFFIXES, threshold=threshold,
+                                 jpeg_tolerance=jpeg_tolerance)
+    return [(str(path), message)] if message else []

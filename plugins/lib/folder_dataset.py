@@ -25,7 +25,8 @@ Problems
     split list) stops the construction with a :class:`DatasetError` naming the first path and
     the ``delbench data check`` command; an unreadable file raises when it is read. With
     ``skip_unreadable=True`` every file of the split is decoded up front and problem items (a
-    file that does not decode, a mask whose size differs from its image's) are skipped,
+    file that does not decode, a mask whose size differs from its image's, a mask that
+    ``delbench data check`` flags for its values or colours) are skipped,
     recorded in ``dataset.skipped`` ((path, reason) pairs) and logged with ``logging.warning``
     — never silently.
 """
@@ -33,14 +34,14 @@ from __future__ import annotations
 
 import logging
 import os
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
 from delbench.errors import ConfigError, DatasetError, DelbenchError
-from delbench.imaging import item_decode_problems, read_image
+from delbench.imaging import item_decode_problems, mask_content_problems, read_image
 from delbench.interfaces import Dataset
 from delbench.params import check_bool, check_int, check_number, check_path, check_split
 from delbench_plugins.lib.discovery import Discovery, FileItem, Problem, resolve_root
@@ -188,8 +189,11 @@ class FolderDataset(Dataset):
             return items
         skipped = list(self.problems)
         kept = []
+        # the mask rules of `delbench data check` too: a mask it flags (values {0, 128, 255}, a
+        # colour mask, 0/1 read at threshold 128) must not be trained on when problems are skipped
+        inspect = partial(mask_content_problems, threshold=self.mask_threshold)
         for item in items:
-            problems = item_decode_problems(item.image, item.masks)
+            problems = item_decode_problems(item.image, item.masks, inspect_mask=inspect)
             if problems:
                 skipped.extend(problems)
             else:
