@@ -311,7 +311,9 @@ def kmeans(embeddings: Any, n_clusters: int, *, seed: int, sample_size: int | No
 
         small = sample.shape[0] * k * d < SMALL_TRAINING_PROBLEM
         with threadpool_limits(limits=1 if small else None):
-            trained = _TRAINERS[resolved](sample, k, seed=int(seed), iterations=int(iterations))
+            # faiss takes a signed 32-bit seed (scikit-learn an unsigned one); seeds below 2**31,
+            # every seed a protocol has used, pass unchanged
+            trained = _TRAINERS[resolved](sample, k, seed=int(seed) % 2 ** 31, iterations=int(iterations))
         centroids, used = _unit(trained), resolved
     del sample
 
