@@ -160,3 +160,21 @@ def test_an_interrupted_run_leaves_a_resumable_state(tmp_path, monkeypatch):
     (state,) = (work / "cache" / "checkpoints").glob("*/resume/state.json")
     assert json.loads(state.read_text())["step"] == 2
     assert (work / LOCK_FILE).read_text() == ""  # released on the way out
+
+
+def test_the_contract_checker_catches_a_resume_that_is_not_exact():
+    from delbench import get_backbone
+    from delbench.testing import backbone_checks
+
+    class Forgetful(get_backbone("timm_mae")):
+        """Resumes the weights but forgets the data order and masks (a new seed)."""
+
+        def pretrain(self, pool, indices, *, seed, resume_dir=None, **kwargs):
+            resuming = resume_dir is not None and (Path(resume_dir) / "state.json").is_file()
+            return super().pretrain(pool, indices, seed=seed + 1 if resuming else seed, resume_dir=None if resuming
+                                    else resume_dir, **kwargs)
+
+    params = {k: v for k, v in TINY_MAE.items() if k != "drop_path_rate"}
+    check = dict(backbone_checks(Forgetful, params=params))["check_resume"]
+    with pytest.raises(AssertionError, match="check_resume.*other encoder weights"):
+        check()

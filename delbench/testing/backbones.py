@@ -13,11 +13,16 @@ B×3×H×W); ``check_patch_tokens`` (B × rows·columns × ``embed_dim``, differ
 ``check_embed`` (finite float32 B×D, the same on a second call); ``check_reconstruction_loss``
 (finite float32 (B,), the same for the same seed); ``check_pretrain`` (3 steps on a small
 pool: ``on_step`` called with steps 1, 2, 3, stats with 3 finite ``loss`` values);
-``check_save_load`` (a second instance that loads what the first saved embeds like it).
+``check_save_load`` (a second instance that loads what the first saved embeds like it);
+``check_resume``, for a backbone whose ``pretrain`` takes ``resume_dir`` (resumable
+pre-training): 6 steps straight, and 6 steps stopped by an exception at step 5 (states every
+2 steps) then resumed, end with bitwise equal encoder weights and losses (torch's
+deterministic algorithms on, for the check).
 """
 from __future__ import annotations
 
 import functools
+import inspect
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -124,9 +129,53 @@ def check_save_load(h: _BackboneHarness) -> None:
         "an instance that loaded the saved weights embeds differently")
 
 
+class _Stopped(Exception):
+    """Stands for a pre-training killed at a step."""
+
+
+def check_resume(h: _BackboneHarness) -> None:
+    if "resume_dir" not in inspect.signature(h.cls.pretrain).parameters:
+        return  # resumable pre-training is optional
+    import torch
+
+    pool = InMemoryDataset(np.concatenate([h.images, h.images[::-1], np.ascontiguousarray(h.images[:, ::-1])]))
+
+    def train(resume_dir: str | None, stop_at: int | None = None) -> tuple[Any, dict]:
+        torch.manual_seed(0)  # the same initial weights, as the runner seeds before building
+        backbone = h.build()
+
+        def on_step(step: int, loss: float) -> None:
+            if step == stop_at:
+                raise _Stopped
+
+        stats = backbone.pretrain(pool, np.arange(len(pool)), steps=6, batch_size=BATCH, seed=0,
+                                  optimizer={"lr": 1e-3}, on_step=on_step, resume_dir=resume_dir,
+                                  checkpoint_every=2)
+        return backbone, stats
+
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        straight, straight_stats = train(None)
+        with tempfile.TemporaryDirectory() as folder:
+            try:
+                train(folder, stop_at=5)
+            except _Stopped:
+                pass
+            resumed, resumed_stats = train(folder)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    a, b = straight.encoder.state_dict(), resumed.encoder.state_dict()
+    differ = [k for k in a if k not in b or not torch.equal(a[k], b[k])]
+    assert not differ, (f"pre-training stopped at step 5 and resumed (states every 2 steps) ends with other "
+                        f"encoder weights than 6 steps straight: {differ[:3]}")
+    assert list(straight_stats.get("loss", [])) == list(resumed_stats.get("loss", [])), (
+        "a resumed pre-training reports other per-step losses than an uninterrupted one")
+
+
 CHECKS: tuple[Callable[[_BackboneHarness], None], ...] = (
     check_attributes, check_preprocess, check_patch_tokens, check_embed, check_reconstruction_loss,
-    check_pretrain, check_save_load,
+    check_pretrain, check_save_load, check_resume,
 )
 
 
