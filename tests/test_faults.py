@@ -215,6 +215,18 @@ def test_temporaries_name_their_process_and_never_collide(tmp_path):
     assert first != second and f".{os.getpid()}-" in first.name and first.name.startswith(".scores.png.")
 
 
+@pytest.mark.slow
+def test_reports_written_side_by_side_do_not_trip_over_each_others_temporaries(tmp_path):
+    """Before: one writer died on the other's '.scores.png.tmp.png' (FileNotFoundError)."""
+    work = tmp_path / "run"
+    assert main(["run", TINY, "--work-dir", str(work), *QUIET, "--cfg-options", RANDOM_ONLY]) == 0
+    reports = [subprocess.Popen([sys.executable, "-m", "delbench", "report", str(work)], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for report in reports:
+        assert report.wait(timeout=300) == 0, report.stderr.read()[-2000:]
+    assert (work / "scores.png").stat().st_size > 0 and not _temporaries(work)
+
+
 @pytest.fixture
 def sleeper():
     process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
