@@ -325,7 +325,9 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     paths.update({e: by_step.get(s, paths[None]) for e, s in step_of.items() if s <= steps})
     if info_path.is_file() and all(p.is_file() for p in paths.values()):
         info = json.loads(info_path.read_text())
-        if "heldout_recon_loss" not in info:  # a checkpoint cached before the loss was recorded
+        # a checkpoint cached before the loss was recorded, or under a protocol whose first
+        # task (the held-out images) was another: the cached loss would not be comparable
+        if "heldout_recon_loss" not in info or info["heldout"] not in (None, heldout_name(ctx)):
             backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
             backbone.load(paths[None])
             info.update(heldout_reconstruction(ctx, backbone))
@@ -401,6 +403,20 @@ def stage_deadline(stage: str, seconds: float | None):
 HELDOUT_IMAGES = 256
 
 
+def _heldout_images(ctx: RunContext) -> tuple[np.ndarray, str]:
+    """The held-out images and their name (``dataset/split[:n]``), loaded once per run."""
+    if ctx.heldout is None:
+        task = ctx.protocol.tasks[0]
+        test = open_dataset(ctx, task.dataset, task.test_split)
+        n = min(HELDOUT_IMAGES, len(test))
+        ctx.heldout = (test.load_images(np.arange(n)), f"{task.dataset.name}/{task.test_split}[:{n}]")
+    return ctx.heldout
+
+
+def heldout_name(ctx: RunContext) -> str:
+    return _heldout_images(ctx)[1]
+
+
 def heldout_reconstruction(ctx: RunContext, backbone: Any) -> dict[str, Any]:
     """The pre-training loss on clean images that no cell trains on: the first task's test
     split (its first :data:`HELDOUT_IMAGES`), with fixed masks. A secondary measure of what
@@ -408,12 +424,7 @@ def heldout_reconstruction(ctx: RunContext, backbone: Any) -> dict[str, Any]:
     a backbone without ``reconstruction_loss``."""
     if not hasattr(backbone, "reconstruction_loss"):
         return {"heldout_recon_loss": None, "heldout": None}
-    if ctx.heldout is None:
-        task = ctx.protocol.tasks[0]
-        test = open_dataset(ctx, task.dataset, task.test_split)
-        n = min(HELDOUT_IMAGES, len(test))
-        ctx.heldout = (test.load_images(np.arange(n)), f"{task.dataset.name}/{task.test_split}[:{n}]")
-    images, name = ctx.heldout
+    images, name = _heldout_images(ctx)
     losses = [backbone.reconstruction_loss(images[start:start + 64], seed=0) for start in range(0, len(images), 64)]
     return {"heldout_recon_loss": float(np.mean(np.concatenate(losses))), "heldout": name}
 

@@ -344,3 +344,19 @@ def test_embeddings_do_not_depend_on_the_cells_run_before(tmp_path, tiny_run):
     (after,) = [r for r in read_rows(tiny_run) if r.selector == "meddel"]
     assert first.subset_sha256 == after.subset_sha256
     assert first.selection["embedding_quality"] == after.selection["embedding_quality"]
+
+
+def test_cached_pretraining_gets_the_heldout_loss_of_the_current_first_task(tmp_path):
+    """A checkpoint reused from a shared cache under a protocol whose first task has other
+    test images gets its held-out loss recomputed on those, not the cached one."""
+    cache = tmp_path / "cache"
+    common = ["--no-progress", "--quiet", "--cfg-options", f"runtime.cache_dir={cache}",
+              "selectors=[{'name':'random','ratios':[0.1]}]"]
+    assert main(["run", TINY, "--work-dir", str(tmp_path / "a"), *common]) == 0
+    assert main(["run", TINY, "--work-dir", str(tmp_path / "b"), *common,
+                 "tasks.0.dataset.params.num_test=6"]) == 0
+    (first,), (second,) = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
+    assert first.pretrain["heldout"] == "synthetic_polyp_seg/test[:8]"
+    assert second.pretrain["heldout"] == "synthetic_polyp_seg/test[:6]"
+    assert second.pretrain["heldout_recon_loss"] != first.pretrain["heldout_recon_loss"]
+    assert second.pretrain["loss_last"] == first.pretrain["loss_last"]  # the same cached pre-training
