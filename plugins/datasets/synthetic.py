@@ -103,7 +103,9 @@ def vignette(size: int) -> np.ndarray:
 
 
 def _motion_blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    length = int(rng.integers(max(3, image.shape[0] // 10), max(4, image.shape[0] // 4)))
+    """A fast camera move: the frame smeared along one direction over a quarter to half of its
+    width, so mucosa and polyps turn into streaks of their mean colour."""
+    length = int(rng.integers(max(3, image.shape[0] // 4), max(4, image.shape[0] // 2) + 1))
     angle = rng.uniform(0, np.pi)
     out = np.zeros_like(image)
     for step in range(length):
@@ -113,16 +115,18 @@ def _motion_blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def _bubbles(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Air bubbles and froth filling the view: bright rings over a milky film, the mucosa seen
+    only in the gaps."""
     size = image.shape[0]
     yy, xx = _grid(size)
-    out = image.copy()
-    for _ in range(rng.integers(6, 16)):
+    out = 0.5 * image + 0.5 * 225.0
+    for _ in range(rng.integers(14, 26)):
         cy, cx = rng.uniform(0, 1, size=2)
-        radius = rng.uniform(0.05, 0.18)
+        radius = rng.uniform(0.06, 0.2)
         d = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2) / radius
         ring = np.exp(-((d - 1.0) / 0.15) ** 2)[..., None]
         fill = (d < 1.0)[..., None]
-        out = np.where(fill, 0.5 * out + 0.5 * 235.0, out) + 120.0 * ring
+        out = np.where(fill, 0.4 * out + 0.6 * 235.0, out) + 120.0 * ring
     return out
 
 
@@ -176,7 +180,10 @@ class SyntheticEndoscopy(Dataset):
     """Endoscopy-like video frames generated on demand, with planted redundancy."""
 
     name = "synthetic_endoscopy"
-    version = "2"  # 2: out-of-body frames show a defocused room (were one flat colour); dark ones are noisy
+    # 2: out-of-body frames show a defocused room (were one flat colour); dark ones are noisy.
+    # 3: motion blur smears over a quarter to half of the frame (was a tenth to a quarter) and
+    #    bubbles fill the view over a milky film: v2's kept most of the tissue, polyps included.
+    version = "3"
     description = ("Procedural endoscopy videos (near-duplicate frames, planted invalid frames, "
                    "polyps with masks); lazy, any size, with ground-truth frame kinds")
     roles = ("pool",)
