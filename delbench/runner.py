@@ -344,7 +344,8 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     with stage_deadline("pretrain", protocol.execution.timeout("pretrain")):
         stats = backbone.pretrain(ctx.pool, subset.indices, steps=steps, batch_size=protocol.pretrain.batch_size,
                                   seed=seed, optimizer=protocol.pretrain.optimizer, progress=ctx.progress,
-                                  on_step=save_intermediate, **_resume_arguments(backbone, resume_dir, protocol))
+                                  on_step=save_intermediate, **_resume_arguments(backbone, resume_dir, protocol),
+                                  **_precision_argument(backbone, protocol))
     backbone.save(paths[None])
     losses = stats.get("loss", [])
     tail = max(1, len(losses) // 10)
@@ -352,7 +353,7 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
             "seconds": time.perf_counter() - started,
             "loss_first": float(np.mean(losses[:tail])) if losses else None,
             "loss_last": float(np.mean(losses[-tail:])) if losses else None,
-            "resumed_from_step": stats.get("resumed_from_step"),
+            "resumed_from_step": stats.get("resumed_from_step"), "precision": protocol.pretrain.precision,
             **heldout_reconstruction(ctx, backbone)}
     atomic_write_json(info_path, info)
     shutil.rmtree(resume_dir, ignore_errors=True)  # the final checkpoint supersedes the states
@@ -371,6 +372,14 @@ def _resume_arguments(backbone: Any, resume_dir: Path, protocol: Protocol) -> di
     if not resumable(backbone):
         return {}
     return {"resume_dir": resume_dir, "checkpoint_every": protocol.execution.checkpoint_every}
+
+
+def _precision_argument(backbone: Any, protocol: Protocol) -> dict[str, Any]:
+    """``precision`` for a backbone whose pretrain takes it; config.check_plugins refused any
+    precision but fp32 for one that does not."""
+    if "precision" not in inspect.signature(backbone.pretrain).parameters:
+        return {}
+    return {"precision": protocol.pretrain.precision}
 
 
 @contextlib.contextmanager
@@ -528,7 +537,7 @@ def _row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation | B
         row.ids_sha256, row.pool_ids_sha256 = subset.ids_sha256, subset.pool_ids_sha256
         row.selection = {"diagnostics": meta.get("diagnostics", {}), "composition": meta.get("composition")}
         row.pretrain = {k: pre.get(k) for k in ("steps", "epochs", "loss_first", "loss_last",
-                                                "heldout_recon_loss", "heldout")}
+                                                "heldout_recon_loss", "heldout", "precision")}
         if meta.get("embedding_quality"):
             row.selection["embedding_quality"] = meta["embedding_quality"]
         row.time_s = {"select": meta.get("select_seconds"), "pretrain": pre["seconds"]}

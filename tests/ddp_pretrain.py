@@ -7,7 +7,6 @@ exit (the behaviour before the clean shutdown), to count hangs.
 """
 import argparse
 import contextlib
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ def main() -> None:
     if args.naive_shutdown:
         import torch.distributed as dist
 
-        from delbench import distributed
+        import delbench_plugins.backbones.timm_mae as timm_mae
 
         @contextlib.contextmanager
         def naive(world, device):
@@ -31,8 +30,7 @@ def main() -> None:
                 dist.init_process_group("gloo")
             yield False
 
-        distributed.process_group = naive
-        sys.modules["delbench_plugins.backbones.timm_mae"].process_group = naive
+        timm_mae.process_group = naive
     tensors = ddp_case.run()
     from delbench.distributed import world_from_env
 

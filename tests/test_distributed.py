@@ -74,3 +74,14 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
     assert grad_diff <= 1e-6
     assert weight_diff <= 1e-4
     assert np.allclose(single["loss"].numpy(), ddp["loss"].numpy(), atol=1e-5)
+
+
+def test_pretrain_precision_is_validated_with_the_protocol():
+    from delbench.config import load_protocol
+
+    base = HERE / "configs" / "tiny.py"
+    with pytest.raises(ConfigError, match="precision"):
+        load_protocol(base, cfg_options={"pretrain.precision": "fp16"})
+    with pytest.raises(ConfigError, match="CUDA"):
+        load_protocol(base, cfg_options={"pretrain.precision": "bf16"})
+    assert load_protocol(base)[0].pretrain.precision == "fp32"

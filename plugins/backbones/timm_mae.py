@@ -204,7 +204,8 @@ class TimmMAE(Backbone):
     """
 
     name = "timm_mae"
-    version = "1"
+    #: 2: masks and flips drawn per sample from (seed, global position), for data parallelism
+    version = "2"
     description = "timm ViT encoder with a masked-autoencoder objective (normalised-pixel loss)"
     #: what ``embed`` pools: the mean of the patch tokens or the class token
     pool_choices = ("mean", "cls")
