@@ -124,8 +124,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     protocol, cfg = load_protocol(args.config, options)
     work_dir = Path(args.work_dir or Path("work_dirs") / protocol.name)
     with lock_work_dir(work_dir):  # the run and its report, as one holder
-        rows = run_protocol(protocol, work_dir, resume=args.resume, config_text=cfg.pretty_text,
-                            progress=not args.no_progress and sys.stderr.isatty())
+        if args.launcher == "inprocess":
+            rows = run_protocol(protocol, work_dir, resume=args.resume, config_text=cfg.pretty_text,
+                                progress=not args.no_progress and sys.stderr.isatty())
+        else:
+            from delbench.launch import SlurmOptions, launch
+
+            slurm = SlurmOptions(partition=args.slurm_partition, array_parallelism=args.array_parallelism,
+                                 timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_node,
+                                 cpus_per_task=args.cpus_per_task)
+            rows = launch(protocol, args.config, options, work_dir, launcher=args.launcher, resume=args.resume,
+                          config_text=cfg.pretty_text, max_parallel=args.max_parallel, slurm=slurm)
         summary, report = write_report(work_dir)
     failed = sum(not row.ok for row in rows)
     print(f"{len(rows)} cell(s) run, {failed} failed; report: {report}; summary: {summary}")
@@ -239,6 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="do not print the report at the end")
     p.add_argument("--require-valid", action="store_true",
                    help="exit 2 unless the report's bracket check (oracle > random > anti_oracle) passed")
+    p.add_argument("--launcher", choices=("inprocess", "local", "debug", "slurm"), default="inprocess",
+                   help="inprocess (default); or one submitit job per selection group: local processes, "
+                        "debug (in this process), a slurm job array (needs delbench[launch])")
+    p.add_argument("--max-parallel", type=int, default=1, help="local launcher: jobs running at once")
+    p.add_argument("--slurm-partition")
+    p.add_argument("--array-parallelism", type=int, default=16, help="slurm: array tasks running at once")
+    p.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: minutes per job")
+    p.add_argument("--gpus-per-node", type=int, default=0, help="slurm: GPUs per job")
+    p.add_argument("--cpus-per-task", type=int, default=8, help="slurm: CPUs per job")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write summary.json and report.md for a run directory")
