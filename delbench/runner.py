@@ -55,6 +55,7 @@ import numpy as np
 from delbench import __version__, plugins
 from delbench.config import (EmbeddingSpec, PluginSpec, Protocol, ReferenceSpec, SelectorSpec, TaskSpec,
                              check_plugins, check_values)
+from delbench.distributed import world_from_env
 from delbench.errors import DelbenchError, StageTimeout, one_line
 from delbench.metrics import normdel, scene_nn_agreement
 from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, ResultRow, append_row,
@@ -636,6 +637,10 @@ def run_protocol(protocol: Protocol, work_dir: str | Path, *, resume: bool = Fal
     into it raises :class:`~delbench.errors.LockError` naming the holder.
     """
     work_dir = Path(work_dir)
+    if world_from_env().distributed:  # every rank would select, write rows and evaluate on its own
+        raise DelbenchError("delbench run does not run under torchrun (every process would write the same rows); "
+                            "run it as one process, or spread cells with --launcher local/slurm; torchrun serves "
+                            "a backbone's pretrain and 'delbench embed'")
     check_values(protocol)  # load_protocol did too; a Protocol built in code is checked here
     check_plugins(protocol)
     with lock_work_dir(work_dir):

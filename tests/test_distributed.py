@@ -85,3 +85,12 @@ def test_pretrain_precision_is_validated_with_the_protocol():
     with pytest.raises(ConfigError, match="CUDA"):
         load_protocol(base, cfg_options={"pretrain.precision": "bf16"})
     assert load_protocol(base)[0].pretrain.precision == "fp32"
+
+
+def test_delbench_run_refuses_to_run_in_every_torchrun_process(tmp_path, monkeypatch, capsys):
+    from delbench.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    assert main(["run", str(HERE / "configs" / "tiny.py"), "--work-dir", str(tmp_path), "--no-progress"]) == 1
+    assert "does not run under torchrun" in capsys.readouterr().err
