@@ -2,8 +2,8 @@
 
 Rank 0 writes the step-1 gradients (after the first all-reduce) and the final weights to
 ``OUT/ddp.safetensors`` for ``test_distributed.py`` to compare with one process. Not collected
-by pytest (no ``test_`` prefix). ``--naive-shutdown`` leaves the process group to interpreter
-exit (the behaviour before the clean shutdown), to count hangs.
+by pytest (no ``test_`` prefix). ``--naive-shutdown`` leaves the process group and the DDP model
+to interpreter exit (the behaviour before the clean shutdown), to count hangs.
 """
 import argparse
 import contextlib
@@ -31,6 +31,15 @@ def main() -> None:
             yield False
 
         timm_mae.process_group = naive
+        # and the DDP model stays referenced until interpreter exit, as in a script without the fix
+        kept = []
+        wrap = timm_mae.TimmMAE._data_parallel
+
+        def keep_alive(self, world):
+            kept.append(wrap(self, world))
+            return kept[-1]
+
+        timm_mae.TimmMAE._data_parallel = keep_alive
     tensors = ddp_case.run()
     from delbench.distributed import world_from_env
 
