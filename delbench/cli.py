@@ -66,7 +66,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     from delbench.errors import ConfigError
     from delbench.params import check_plugin_params
     from delbench.results import atomic_save_npy
-    from delbench.subset import read_embeddings, run_selector
+    from delbench.embed import load_embeddings
+    from delbench.subset import ids_sha256, run_selector
 
     if Path(args.out).is_dir():  # refused before any work, not after the selection ran
         raise ConfigError(f"--out {args.out} is a directory; give a file name such as {Path(args.out) / 'subset.npy'}")
@@ -79,19 +80,37 @@ def cmd_select(args: argparse.Namespace) -> int:
     pool = plugins.create("dataset", args.dataset, dataset_params, where=f"--dataset-param ({args.dataset})",
                           split=args.split)
     if getattr(cls, "requires_embeddings", False) and not args.embeddings:
-        raise ConfigError(f"selector '{args.selector}' needs --embeddings FILE.npy (n × d, row i = item i); "
+        raise ConfigError(f"selector '{args.selector}' needs --embeddings FILE.npy (n × d, row i = item i) or a "
+                          f"directory written by 'delbench embed --dataset {args.dataset} --backbone NAME --out DIR'; "
                           f"'delbench run' computes and caches them for you")
     if args.embeddings and not getattr(cls, "requires_embeddings", False):
         raise ConfigError(f"selector '{args.selector}' does not use embeddings; drop --embeddings {args.embeddings}")
     if getattr(cls, "requires_backbone", False):
         raise ConfigError(f"selector '{args.selector}' needs a backbone; use it inside 'delbench run'")
-    embeddings = read_embeddings(args.embeddings, len(pool)) if args.embeddings else None
+    embeddings = load_embeddings(args.embeddings, len(pool), ids_sha256(pool.item_ids())) if args.embeddings else None
     subset = run_selector(cls(), pool, args.ratio, seed=args.seed, embeddings=embeddings, params=params)
     atomic_save_npy(args.out, subset.indices)
     print(f"{subset.sha256}  {args.out}  ({subset.size} of {len(pool)} items)")
     print(f"ids_sha256 {subset.ids_sha256}  pool_ids_sha256 {subset.pool_ids_sha256}")
     if subset.diagnostics:
         print(json.dumps(subset.diagnostics, default=str, sort_keys=True), file=sys.stderr)
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from delbench.embed import embed_pool
+
+    dataset_params = _key_values(args.dataset_param, "--dataset-param")
+    if args.root:
+        dataset_params["root"] = args.root
+    result = embed_pool(dataset=args.dataset, dataset_params=dataset_params, split=args.split,
+                        backbone=args.backbone, backbone_params=_key_values(args.backbone_param, "--backbone-param"),
+                        checkpoint=args.checkpoint, out_dir=args.out, shard_size=args.shard_size,
+                        batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
+                        progress=not args.no_progress and sys.stderr.isatty())
+    state = "complete" if result["complete"] else "incomplete (other processes' shards are not finished yet)"
+    print(f"{len(result['computed'])} shard(s) computed, {len(result['skipped'])} already finished, of "
+          f"{result['shards']}; {result['out_dir']} is {state}")
     return 0
 
 
@@ -105,8 +124,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     protocol, cfg = load_protocol(args.config, options)
     work_dir = Path(args.work_dir or Path("work_dirs") / protocol.name)
     with lock_work_dir(work_dir):  # the run and its report, as one holder
-        rows = run_protocol(protocol, work_dir, resume=args.resume, config_text=cfg.pretty_text,
-                            progress=not args.no_progress and sys.stderr.isatty())
+        if args.launcher == "inprocess":
+            rows = run_protocol(protocol, work_dir, resume=args.resume, config_text=cfg.pretty_text,
+                                progress=not args.no_progress and sys.stderr.isatty())
+        else:
+            from delbench.launch import SlurmOptions, launch
+
+            slurm = SlurmOptions(partition=args.slurm_partition, array_parallelism=args.array_parallelism,
+                                 timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_node,
+                                 cpus_per_task=args.cpus_per_task)
+            rows = launch(protocol, args.config, options, work_dir, launcher=args.launcher, resume=args.resume,
+                          config_text=cfg.pretty_text, max_parallel=args.max_parallel, slurm=slurm)
         summary, report = write_report(work_dir)
     failed = sum(not row.ok for row in rows)
     print(f"{len(rows)} cell(s) run, {failed} failed; report: {report}; summary: {summary}")
@@ -187,11 +215,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--split", default="all")
     p.add_argument("--root", help="dataset root folder (real datasets)")
-    p.add_argument("--embeddings", help="n × d .npy, row i = pool item i")
+    p.add_argument("--embeddings", help="n × d .npy (row i = pool item i) or a 'delbench embed' directory")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="selector parameters")
     p.add_argument("--dataset-param", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="output .npy (sorted int64 indices)")
     p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("embed", help="embed a pool in fixed index shards (.npy each + manifest.json); "
+                                     "resumable, one process or every rank of torchrun")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--backbone", required=True)
+    p.add_argument("--checkpoint", help="backbone weights (.safetensors/.pth); default: its initial weights")
+    p.add_argument("--out", required=True, help="output directory (re-run: only missing shards are computed)")
+    p.add_argument("--shard-size", type=int, default=65536, help="items per shard (fixed for a directory)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
+    p.add_argument("--seed", type=int, default=0, help="initial weights when there is no --checkpoint")
+    p.add_argument("--split", default="all")
+    p.add_argument("--root", help="dataset root folder (real datasets)")
+    p.add_argument("--dataset-param", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--backbone-param", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("run", help="run a protocol config (cells are appended; --resume continues)")
     p.add_argument("config")
@@ -203,6 +248,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="do not print the report at the end")
     p.add_argument("--require-valid", action="store_true",
                    help="exit 2 unless the report's bracket check (oracle > random > anti_oracle) passed")
+    p.add_argument("--launcher", choices=("inprocess", "local", "debug", "slurm"), default="inprocess",
+                   help="inprocess (default); or one submitit job per selection group: local processes, "
+                        "debug (in this process), a slurm job array (needs delbench[launch])")
+    p.add_argument("--max-parallel", type=int, default=1, help="local launcher: jobs running at once")
+    p.add_argument("--slurm-partition")
+    p.add_argument("--array-parallelism", type=int, default=16, help="slurm: array tasks running at once")
+    p.add_argument("--timeout-min", type=int, default=24 * 60, help="slurm: minutes per job")
+    p.add_argument("--gpus-per-node", type=int, default=0, help="slurm: GPUs per job")
+    p.add_argument("--cpus-per-task", type=int, default=8, help="slurm: CPUs per job")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="write summary.json and report.md for a run directory")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,8 @@ TOP_LEVEL_KEYS = ("protocol", "pool", "selectors", "ratios", "seeds", "backbone"
 RUNTIME_KEYS = ("cache_dir",)
 #: the stages of a cell that ``timeouts`` can bound
 STAGES = ("select", "pretrain", "evaluate")
+#: ``pretrain.precision`` values: full fp32, or bf16 autocast on CUDA
+PRECISIONS = ("fp32", "bf16")
 #: Protocol fields that say how a run executes, not what a result means: left out of
 #: config_sha256, so raising a timeout or the checkpoint cadence can ``--resume`` a run
 UNHASHED_FIELDS = ("runtime", "execution")
@@ -91,6 +94,8 @@ class PretrainSpec:
     (so epochs ∝ 1/ratio: the published protocol). ``epoch_matched``: every ratio trains
     ``reference_epochs`` epochs over its own subset. ``checkpoint_epochs`` lists epochs (of the
     cell's own subset) at which the encoder is also evaluated, without re-training.
+    ``precision``: ``fp32``, or ``bf16`` autocast (CUDA only), recorded in every row.
+    ``batch_size`` is the global batch: under ``torchrun`` each process trains on its slice.
     """
 
     budget: str
@@ -98,6 +103,7 @@ class PretrainSpec:
     batch_size: int
     optimizer: dict[str, Any]
     checkpoint_epochs: tuple[float, ...] = ()
+    precision: str = "fp32"
 
     def steps(self, n_pool: int, n_selected: int) -> int:
         images = self.reference_epochs * (n_pool if self.budget == "compute_matched" else n_selected)
@@ -289,7 +295,7 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
         raise ConfigError("'selectors' must list at least one selector")
     seeds = _seeds(raw.get("seeds"))
     pre = _section(raw, "pretrain", {"budget", "reference_epochs", "batch_size", "optimizer", "checkpoint_epochs",
-                                     "checkpoint_every"}, {"budget", "reference_epochs", "batch_size"})
+                                     "checkpoint_every", "precision"}, {"budget", "reference_epochs", "batch_size"})
     with _in_section("pretrain"):
         check_choice(pre, "budget", BUDGET_RULES)
         check_number(pre, "reference_epochs", 0.0, None, low_open=True)
@@ -300,8 +306,10 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
         if not isinstance(epochs, (list, tuple)) or not all(is_number(e) and e > 0 for e in epochs):
             raise ConfigError(f"checkpoint_epochs must be a list of epochs > 0, got {epochs!r}")
         check_int(pre, "checkpoint_every", 0)
+        check_choice(pre, "precision", PRECISIONS)
     pretrain = PretrainSpec(pre["budget"], float(pre["reference_epochs"]), int(pre["batch_size"]),
-                            dict(pre.get("optimizer", {})), tuple(float(e) for e in epochs))
+                            dict(pre.get("optimizer", {})), tuple(float(e) for e in epochs),
+                            pre.get("precision", "fp32"))
     emb = _section(raw, "embedding", {"checkpoint", "warmup_steps", "batch_size", "dtype"})
     with _in_section("embedding"):
         check_path(emb, "checkpoint")
@@ -413,6 +421,13 @@ def check_plugins(protocol: Protocol) -> None:
             check_optimizer(protocol.pretrain.optimizer)
         except ConfigError as exc:
             raise ConfigError(f"pretrain.optimizer ({protocol.backbone.name}): {exc}") from None
+    if protocol.pretrain.precision != "fp32":
+        if "precision" not in inspect.signature(backbone.pretrain).parameters:
+            raise ConfigError(f"pretrain.precision={protocol.pretrain.precision!r}: backbone "
+                              f"{protocol.backbone.name!r} trains in fp32 only (its pretrain takes no precision)")
+        if not str(protocol.backbone.params.get("device", "cpu")).startswith("cuda"):
+            raise ConfigError(f"pretrain.precision={protocol.pretrain.precision!r} needs a CUDA backbone "
+                              f"(backbone.device='cuda'); on CPU use 'fp32'")
     check_dataset("pool", protocol.pool, "all", "pool", "the pool")
     for i, selector in enumerate(protocol.selectors):
         cls = plugins.get("selector", selector.name)

@@ -55,6 +55,7 @@ import numpy as np
 from delbench import __version__, plugins
 from delbench.config import (EmbeddingSpec, PluginSpec, Protocol, ReferenceSpec, SelectorSpec, TaskSpec,
                              check_plugins, check_values)
+from delbench.distributed import world_from_env
 from delbench.errors import DelbenchError, StageTimeout, one_line
 from delbench.metrics import normdel, scene_nn_agreement
 from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, ResultRow, append_row,
@@ -156,6 +157,9 @@ class RunContext:
     heldout: tuple[np.ndarray, str] | None = None
     env: dict[str, Any] = field(default_factory=dict)
     observers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
+    #: where a finished row goes (None: appended to the work dir's results.jsonl); a launched
+    #: job records each row in its own cell file instead (:mod:`delbench.launch`)
+    record: Callable[[ResultRow], None] | None = None
 
 
 def open_dataset(ctx: RunContext, spec: PluginSpec, split: str) -> Any:
@@ -299,6 +303,15 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
     return subset, meta
 
 
+def rebuild_subset_index(work_dir: Path) -> None:
+    """Record every subset file of ``work_dir`` in its index again: jobs running side by side
+    (:mod:`delbench.launch`) may each have rewritten the index without the others' entries."""
+    directory = work_dir / "subsets"
+    for meta_path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
+        if meta_path.name != SUBSETS_FILE:
+            _record_subset(directory, meta_path.stem, json.loads(meta_path.read_text()))
+
+
 def _record_subset(directory: Path, name: str, meta: dict[str, Any]) -> None:
     index = directory / SUBSETS_FILE
     entries = json.loads(index.read_text()) if index.is_file() else {}
@@ -344,7 +357,8 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     with stage_deadline("pretrain", protocol.execution.timeout("pretrain")):
         stats = backbone.pretrain(ctx.pool, subset.indices, steps=steps, batch_size=protocol.pretrain.batch_size,
                                   seed=seed, optimizer=protocol.pretrain.optimizer, progress=ctx.progress,
-                                  on_step=save_intermediate, **_resume_arguments(backbone, resume_dir, protocol))
+                                  on_step=save_intermediate, **_resume_arguments(backbone, resume_dir, protocol),
+                                  **_precision_argument(backbone, protocol))
     backbone.save(paths[None])
     losses = stats.get("loss", [])
     tail = max(1, len(losses) // 10)
@@ -352,7 +366,7 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
             "seconds": time.perf_counter() - started,
             "loss_first": float(np.mean(losses[:tail])) if losses else None,
             "loss_last": float(np.mean(losses[-tail:])) if losses else None,
-            "resumed_from_step": stats.get("resumed_from_step"),
+            "resumed_from_step": stats.get("resumed_from_step"), "precision": protocol.pretrain.precision,
             **heldout_reconstruction(ctx, backbone)}
     atomic_write_json(info_path, info)
     shutil.rmtree(resume_dir, ignore_errors=True)  # the final checkpoint supersedes the states
@@ -371,6 +385,14 @@ def _resume_arguments(backbone: Any, resume_dir: Path, protocol: Protocol) -> di
     if not resumable(backbone):
         return {}
     return {"resume_dir": resume_dir, "checkpoint_every": protocol.execution.checkpoint_every}
+
+
+def _precision_argument(backbone: Any, protocol: Protocol) -> dict[str, Any]:
+    """``precision`` for a backbone whose pretrain takes it; config.check_plugins refused any
+    precision but fp32 for one that does not."""
+    if "precision" not in inspect.signature(backbone.pretrain).parameters:
+        return {}
+    return {"precision": protocol.pretrain.precision}
 
 
 @contextlib.contextmanager
@@ -528,7 +550,7 @@ def _row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation | B
         row.ids_sha256, row.pool_ids_sha256 = subset.ids_sha256, subset.pool_ids_sha256
         row.selection = {"diagnostics": meta.get("diagnostics", {}), "composition": meta.get("composition")}
         row.pretrain = {k: pre.get(k) for k in ("steps", "epochs", "loss_first", "loss_last",
-                                                "heldout_recon_loss", "heldout")}
+                                                "heldout_recon_loss", "heldout", "precision")}
         if meta.get("embedding_quality"):
             row.selection["embedding_quality"] = meta["embedding_quality"]
         row.time_s = {"select": meta.get("select_seconds"), "pretrain": pre["seconds"]}
@@ -551,7 +573,10 @@ def _version(kind: str, name: str) -> str:
 def _finish(ctx: RunContext, row: ResultRow) -> ResultRow:
     """Append the row, then tell every observer: in-process ones and ``delbench_cell_finished``
     plugins, each on its own (one that raises is logged, the others still hear of the row)."""
-    append_row(ctx.work_dir / ROWS_FILE, row)
+    if ctx.record is not None:
+        ctx.record(row)
+    else:
+        append_row(ctx.work_dir / ROWS_FILE, row)
     record = row.to_json()
     # each implementation is called on its own: pluggy's hook call would stop at the first
     # one that raises, silencing every observer registered after it
@@ -612,6 +637,10 @@ def run_protocol(protocol: Protocol, work_dir: str | Path, *, resume: bool = Fal
     into it raises :class:`~delbench.errors.LockError` naming the holder.
     """
     work_dir = Path(work_dir)
+    if world_from_env().distributed:  # every rank would select, write rows and evaluate on its own
+        raise DelbenchError("delbench run does not run under torchrun (every process would write the same rows); "
+                            "run it as one process, or spread cells with --launcher local/slurm; torchrun serves "
+                            "a backbone's pretrain and 'delbench embed'")
     check_values(protocol)  # load_protocol did too; a Protocol built in code is checked here
     check_plugins(protocol)
     with lock_work_dir(work_dir):
@@ -622,14 +651,36 @@ def _run_locked(protocol: Protocol, work_dir: Path, resume: bool, config_text: s
                 observers: list[Callable[[dict[str, Any]], None]] | None) -> list[ResultRow]:
     from tqdm.auto import tqdm
 
+    ctx = start_run(protocol, work_dir, resume, config_text, progress, observers)
+    done = {row.key for row in read_rows(work_dir) if row.ok}
+    _seed_everything(min(protocol.seeds))
+    written: list[ResultRow] = []
+    bar = tqdm(plan_groups(protocol), desc="cells", disable=not progress, unit="subset")
+    for cells in bar:
+        bar.set_postfix_str(f"{cells[0].label} r={cells[0].ratio:g} s={cells[0].seed}")
+        written += run_selection(ctx, cells, done)
+    written += run_references(ctx, done)
+    return written
+
+
+def plan_groups(protocol: Protocol) -> list[list[Cell]]:
+    """The cells grouped by what they share, a selection (selector, ratio, seed), in plan
+    order: the unit of work of the sweep and of a launched job."""
+    groups: dict[tuple[str, float, int], list[Cell]] = {}
+    for cell in plan_cells(protocol):
+        groups.setdefault((cell.label, cell.ratio, cell.seed), []).append(cell)
+    return list(groups.values())
+
+
+def start_run(protocol: Protocol, work_dir: Path, resume: bool, config_text: str | None, progress: bool,
+              observers: list[Callable[[dict[str, Any]], None]] | None = None, *,
+              prepare: bool = True) -> RunContext:
+    """Open a run: clear killed runs' temporaries, open every dataset, write (or check) the
+    header. With ``prepare=False`` (a launched job: the launcher holds the lock and prepared
+    the work dir) only the datasets are opened and the header is checked against the protocol."""
     cache_dir = Path(protocol.runtime.get("cache_dir") or work_dir / "cache")
-    # temporaries whose process is gone were left by a killed run; the lock is ours, so in the
-    # work dir the pid-less ones of older versions are orphans too (a cache dir outside it,
-    # runtime.cache_dir, may be shared with other runs: there only those of dead processes)
-    removed = remove_orphan_temporaries(work_dir, legacy=True) + remove_orphan_temporaries(cache_dir)
-    if removed:
-        logger.info("removed %d temporary file(s) left by killed runs: %s", len(removed),
-                    ", ".join(str(p) for p in removed[:5]) + (" …" if len(removed) > 5 else ""))
+    if prepare:
+        _remove_orphans(work_dir, cache_dir)
     if protocol.execution.checkpoint_every and not resumable(plugins.get("backbone", protocol.backbone.name)):
         logger.warning("backbone %r cannot resume pre-training (its pretrain takes no resume_dir): a killed "
                        "pre-training restarts from step 0", protocol.backbone.name)
@@ -645,19 +696,22 @@ def _run_locked(protocol: Protocol, work_dir: Path, resume: bool, config_text: s
         open_dataset(ctx, task.dataset, task.train_split)
         open_dataset(ctx, task.dataset, task.test_split)
     ctx.env = environment()
-    prepare_work_dir(ctx, resume, config_text)
-    done = {row.key for row in read_rows(work_dir) if row.ok}
-    _seed_everything(min(protocol.seeds))
-    groups: dict[tuple[str, float, int], list[Cell]] = {}
-    for cell in plan_cells(protocol):
-        groups.setdefault((cell.label, cell.ratio, cell.seed), []).append(cell)
-    written: list[ResultRow] = []
-    bar = tqdm(groups.values(), desc="cells", disable=not progress, unit="subset")
-    for cells in bar:
-        bar.set_postfix_str(f"{cells[0].label} r={cells[0].ratio:g} s={cells[0].seed}")
-        written += run_selection(ctx, cells, done)
-    written += run_references(ctx, done)
-    return written
+    if prepare:
+        prepare_work_dir(ctx, resume, config_text)
+    elif read_header(work_dir).get("config_sha256") != protocol.sha256:
+        raise DelbenchError(f"{work_dir} holds a run of another config than this job's; the launcher and its jobs "
+                            f"must load the same config")
+    return ctx
+
+
+def _remove_orphans(work_dir: Path, cache_dir: Path) -> None:
+    # temporaries whose process is gone were left by a killed run; the lock is ours, so in the
+    # work dir the pid-less ones of older versions are orphans too (a cache dir outside it,
+    # runtime.cache_dir, may be shared with other runs: there only those of dead processes)
+    removed = remove_orphan_temporaries(work_dir, legacy=True) + remove_orphan_temporaries(cache_dir)
+    if removed:
+        logger.info("removed %d temporary file(s) left by killed runs: %s", len(removed),
+                    ", ".join(str(p) for p in removed[:5]) + (" …" if len(removed) > 5 else ""))
 
 
 #: what fails one cell (recorded with its error) rather than the run: any error of a plugin,
@@ -665,6 +719,19 @@ def _run_locked(protocol: Protocol, work_dir: Path, resume: bool, config_text: s
 #: and a result file that cannot be written (WriteError, raised by _finish) stops it too:
 #: nothing could be recorded after it.
 CELL_FAULTS = (Exception, StageTimeout, SystemExit)
+
+
+def group_cells(protocol: Protocol, cells: list[Cell]) -> list[Cell]:
+    """A selection group's rows in the order they are written: each task at the end of
+    pre-training and at each ``checkpoint_epochs`` entry."""
+    epochs = [None, *protocol.pretrain.checkpoint_epochs]
+    return [Cell(cell.selector, cell.ratio, cell.seed, cell.task, e) for cell in cells for e in epochs]
+
+
+def reference_cells(protocol: Protocol) -> list[Cell]:
+    """The reference encoders' cells, in the order they are run."""
+    return [Cell(None, None, seed, task, reference=reference) for reference in protocol.references
+            for seed in protocol.seeds for task in protocol.tasks]
 
 
 def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[ResultRow]:
@@ -675,9 +742,7 @@ def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[Re
     """
     protocol = ctx.protocol
     selector, ratio, seed = cells[0].selector, cells[0].ratio, cells[0].seed
-    epochs = [None, *protocol.pretrain.checkpoint_epochs]
-    todo = [c for c in (Cell(selector, ratio, seed, cell.task, e) for cell in cells for e in epochs)
-            if c.key not in done]
+    todo = [c for c in group_cells(protocol, cells) if c.key not in done]
     if not todo:
         return []
     started_at = _now()
@@ -717,20 +782,17 @@ def run_references(ctx: RunContext, done: set[str]) -> list[ResultRow]:
     apart from the selector table.
     """
     written = []
-    for reference in ctx.protocol.references:
-        for seed in ctx.protocol.seeds:
-            for task in ctx.protocol.tasks:
-                cell = Cell(None, None, seed, task, reference=reference)
-                if cell.key in done:
-                    continue
-                started_at = _now()
-                try:
-                    _seed_everything(seed)
-                    checkpoint = Path(reference.checkpoint) if reference.checkpoint else None
-                    outcome = evaluate_task(ctx, task, checkpoint, seed)
-                except CELL_FAULTS as exc:
-                    outcome = exc
-                written.append(_finish(ctx, _row(ctx, cell, started_at, outcome, stage="evaluate")))
+    for cell in reference_cells(ctx.protocol):
+        if cell.key in done:
+            continue
+        started_at = _now()
+        try:
+            _seed_everything(cell.seed)
+            checkpoint = Path(cell.reference.checkpoint) if cell.reference.checkpoint else None
+            outcome = evaluate_task(ctx, cell.task, checkpoint, cell.seed)
+        except CELL_FAULTS as exc:
+            outcome = exc
+        written.append(_finish(ctx, _row(ctx, cell, started_at, outcome, stage="evaluate")))
     return written
 
 

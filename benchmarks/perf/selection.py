@@ -8,7 +8,16 @@ memory-mapped ``.npy`` in the work directory, chunk by chunk, following the layo
 ``synthetic_endoscopy`` pool of the same size (one direction per scene, near-duplicate frames
 around it, invalid frames around one direction per invalid type). Each selector then runs in
 its own subprocess, so its peak RSS (``ru_maxrss``) is its own; note that pages of the
-memory-mapped file a process has touched count towards its RSS.
+memory-mapped file a process has touched count towards its RSS. ``peak_anon_mib`` is the
+peak of the process's anonymous memory (``RssAnon``, sampled every 50 ms): its own memory,
+without the file's pages, which are page cache.
+
+``--cluster-size C`` gives the clustering selectors (and their references) ``n_clusters`` =
+n / C at every size, so pools of different sizes compare at the same average cluster size
+(the default is about sqrt(n) clusters, whose clusters grow with n):
+
+    python benchmarks/perf/selection.py --sizes 1000000,10000000 --selectors meddel,semdedup \
+        --cluster-size 1000 --no-reference
 
 For ``meddel`` and ``semdedup`` it also runs a straightforward reference in the same way:
 the whole file loaded as float32, the same k-means (same seed, so the same clusters), then per
@@ -36,6 +45,8 @@ import numpy as np
 
 from delbench_plugins.selectors.meddel import MEDDEL_EPS
 
+#: selectors that take ``n_clusters`` (``--cluster-size``)
+CLUSTERING = ("meddel", "semdedup")
 #: selectors with a plain-numpy reference, and the outlier threshold that reference applies
 REFERENCE_OUTLIER_EPS = {"meddel": MEDDEL_EPS, "semdedup": math.inf}
 GENERATION_CHUNK = 65_536
@@ -93,12 +104,51 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # no /proc: best effort
 
 
+class AnonPeak:
+    """The peak of this process's anonymous memory (RssAnon) while the block runs, sampled
+    every ``interval`` seconds by a daemon thread (Linux has no peak counter for it)."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import threading
+
+        self.interval, self.peak_mib = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    @staticmethod
+    def current_mib() -> float:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) / 1024.0
+        return float("nan")
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak_mib = max(self.peak_mib, self.current_mib())
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "AnonPeak":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mib = max(self.peak_mib, self.current_mib())
+
+
+def _n_clusters(name: str, n: int, cluster_size: int | None) -> dict[str, int]:
+    return {"n_clusters": max(1, n // cluster_size)} if cluster_size and name in CLUSTERING else {}
+
+
 def _current_rss_mib() -> float:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run_selector(name: str, embeddings_path: str, ratio: float, seed: int, image_size: int) -> dict[str, Any]:
+def run_selector(name: str, embeddings_path: str, ratio: float, seed: int, image_size: int,
+                 cluster_size: int | None = None) -> dict[str, Any]:
     import delbench
     from delbench.subset import run_selector as run
     from delbench.testing import FakeBackbone
@@ -109,10 +159,13 @@ def run_selector(name: str, embeddings_path: str, ratio: float, seed: int, image
     pool_ids = pool.item_ids()  # listed before the clock starts: the selection is what is timed
     ratio = float(getattr(cls, "fixed_ratio", None) or ratio)
     before = _current_rss_mib()
-    subset = run(cls(), pool, ratio, seed=seed, embeddings=embeddings, backbone=FakeBackbone(), pool_ids=pool_ids)
+    with AnonPeak() as anon:
+        subset = run(cls(), pool, ratio, seed=seed, embeddings=embeddings, backbone=FakeBackbone(), pool_ids=pool_ids,
+                     params=_n_clusters(name, embeddings.shape[0], cluster_size))
     seconds = subset.time_s
     diagnostics = {k: v for k, v in subset.diagnostics.items() if isinstance(v, (int, float, str, type(None)))}
-    return {"seconds": seconds, "peak_rss_mib": _rss_mib(), "rss_before_mib": before, "ratio": ratio,
+    return {"seconds": seconds, "peak_rss_mib": _rss_mib(), "peak_anon_mib": round(anon.peak_mib, 1),
+            "rss_before_mib": before, "ratio": ratio,
             "n_selected": subset.size, "diagnostics": diagnostics, "indices_sha256": subset.sha256,
             "_indices": subset.indices}
 
@@ -132,14 +185,16 @@ def reference_scores(unit: np.ndarray, labels: np.ndarray, n_clusters: int, prio
     return scores
 
 
-def run_reference(name: str, embeddings_path: str, ratio: float, seed: int, image_size: int) -> dict[str, Any]:
+def run_reference(name: str, embeddings_path: str, ratio: float, seed: int, image_size: int,
+                  cluster_size: int | None = None) -> dict[str, Any]:
     from delbench.subset import subset_sha256, subset_size
     from delbench_plugins.lib.clustering import default_n_clusters, kmeans
     started = time.perf_counter()
     raw = np.load(embeddings_path).astype(np.float32)  # the whole pool in memory
     n = raw.shape[0]
     k = subset_size(n, ratio)
-    clustering = kmeans(raw, default_n_clusters(n), seed=seed)  # same clusters as the selector
+    n_clusters = _n_clusters(name, n, cluster_size).get("n_clusters", default_n_clusters(n))
+    clustering = kmeans(raw, n_clusters, seed=seed)  # same clusters as the selector
     clustered = time.perf_counter()
     raw /= np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-30)
     distances = clustering.distances
@@ -159,7 +214,7 @@ def run_reference(name: str, embeddings_path: str, ratio: float, seed: int, imag
 
 def worker_main(args: argparse.Namespace) -> None:
     runner = run_reference if args.reference else run_selector
-    outcome = runner(args.worker, args.embeddings, args.ratio, args.seed, args.image_size)
+    outcome = runner(args.worker, args.embeddings, args.ratio, args.seed, args.image_size, args.cluster_size)
     indices = outcome.pop("_indices", None)
     if indices is not None and args.save_indices:
         np.save(args.save_indices, indices)
@@ -171,6 +226,8 @@ def _spawn(args: argparse.Namespace, name: str, path: Path, *, reference: bool,
            save_indices: Path | None = None) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", name, "--embeddings", str(path), "--ratio",
                str(args.ratio), "--seed", str(args.seed), "--image-size", str(args.image_size)]
+    if args.cluster_size:
+        command += ["--cluster-size", str(args.cluster_size)]
     if reference:
         command.append("--reference")
     if save_indices is not None:
@@ -214,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--image-size", type=int, default=32, help="frames for image-based selectors")
     parser.add_argument("--work-dir", default=None, help="where the embedding files go (default: a temp dir)")
     parser.add_argument("--no-reference", action="store_true", help="skip the plain-numpy references")
+    parser.add_argument("--cluster-size", type=int, default=None,
+                        help="n_clusters = n / this for meddel and semdedup (default: about sqrt(n) clusters)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     # internal: one measured run in a fresh process
@@ -262,9 +321,9 @@ def main(argv: list[str] | None = None) -> None:
         from tabulate import tabulate
 
         table = [[r["selector"], r["n"], r.get("seconds", r.get("error")),
-                  r.get("peak_rss_mib"), (r.get("reference") or {}).get("seconds"),
+                  r.get("peak_rss_mib"), r.get("peak_anon_mib"), (r.get("reference") or {}).get("seconds"),
                   (r.get("reference") or {}).get("peak_rss_mib"), r.get("ours_over_reference")] for r in rows]
-        print(tabulate(table, headers=["selector", "n", "seconds", "peak RSS MiB", "ref seconds",
+        print(tabulate(table, headers=["selector", "n", "seconds", "peak RSS MiB", "peak anon MiB", "ref seconds",
                                        "ref peak RSS MiB", "ours/ref"], floatfmt=".2f"))
     except ImportError:
         pass

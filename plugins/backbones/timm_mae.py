@@ -11,6 +11,7 @@ torch and timm are imported inside methods so that registering this plugin stays
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import pickle
@@ -20,6 +21,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from delbench.distributed import World, device_for, process_group, sample_noise, world_from_env
 from delbench.errors import ConfigError, DelbenchError, one_line
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Backbone, Dataset
@@ -89,7 +91,8 @@ def _build_mae(model: str, image_size: int, patch_size: int | None, decoder_dim:
             x = images.reshape(b, c, gh, p, gw, p).permute(0, 2, 4, 3, 5, 1)
             return x.reshape(b, gh * gw, p * p * c)
 
-        def encode_visible(self, images: torch.Tensor, mask_ratio: float, generator: torch.Generator):
+        def encode_visible(self, images: torch.Tensor, mask_ratio: float, generator: torch.Generator | None,
+                           noise: torch.Tensor | None = None):
             enc = self.encoder
             tokens = enc.patch_embed(images)
             prefix_pos = None
@@ -101,7 +104,8 @@ def _build_mae(model: str, image_size: int, patch_size: int | None, decoder_dim:
                 tokens = tokens + enc.pos_embed[:, self.prefix:]
             b, n, d = tokens.shape
             keep = max(1, int(round(n * (1 - mask_ratio))))
-            noise = torch.rand(b, n, generator=generator, device=tokens.device)
+            if noise is None:  # else the caller's per-sample noise (pre-training: delbench.distributed)
+                noise = torch.rand(b, n, generator=generator, device=tokens.device)
             order = torch.argsort(noise, dim=1)
             visible = order[:, :keep]
             tokens = torch.gather(tokens, 1, visible[..., None].expand(-1, -1, d))
@@ -118,10 +122,11 @@ def _build_mae(model: str, image_size: int, patch_size: int | None, decoder_dim:
                 tokens = block(tokens)
             return enc.norm(tokens), order, keep
 
-        def forward(self, images: torch.Tensor, mask_ratio: float, generator: torch.Generator,
-                    norm_pix_loss: bool = True) -> torch.Tensor:
-            """Per-image MAE loss (B,) on masked patches."""
-            latent, order, keep = self.encode_visible(images, mask_ratio, generator)
+        def forward(self, images: torch.Tensor, mask_ratio: float, generator: torch.Generator | None,
+                    norm_pix_loss: bool = True, noise: torch.Tensor | None = None) -> torch.Tensor:
+            """Per-image MAE loss (B,) on masked patches; the mask keeps the patches of lowest
+            ``noise`` (B, n_patches), drawn from ``generator`` when not given."""
+            latent, order, keep = self.encode_visible(images, mask_ratio, generator, noise)
             x = self.decoder_embed(latent)
             b, n = order.shape
             prefix, visible = x[:, :self.prefix], x[:, self.prefix:]
@@ -136,7 +141,7 @@ def _build_mae(model: str, image_size: int, patch_size: int | None, decoder_dim:
             if norm_pix_loss:
                 mean, var = target.mean(dim=-1, keepdim=True), target.var(dim=-1, keepdim=True)
                 target = (target - mean) / (var + 1e-6) ** 0.5
-            per_patch = ((pred - target) ** 2).mean(dim=-1)
+            per_patch = ((pred.float() - target) ** 2).mean(dim=-1)  # fp32 loss under bf16 autocast
             masked = torch.ones(b, n, device=images.device)
             masked.scatter_(1, order[:, :keep], 0.0)
             return (per_patch * masked).sum(dim=1) / masked.sum(dim=1)
@@ -199,7 +204,8 @@ class TimmMAE(Backbone):
     """
 
     name = "timm_mae"
-    version = "1"
+    #: 2: masks and flips drawn per sample from (seed, global position), for data parallelism
+    version = "2"
     description = "timm ViT encoder with a masked-autoencoder objective (normalised-pixel loss)"
     #: what ``embed`` pools: the mean of the patch tokens or the class token
     pool_choices = ("mean", "cls")
@@ -248,7 +254,8 @@ class TimmMAE(Backbone):
 
         self.model_name, self.image_size = model, int(image_size)
         self.mask_ratio, self.norm_pix_loss, self.pool = float(mask_ratio), bool(norm_pix_loss), pool
-        self.device = torch.device(device)
+        # under torchrun, 'cuda' is this process's GPU (cuda:LOCAL_RANK)
+        self.device = device_for(world_from_env(), device)
         self.mae = _build_mae(model, self.image_size, patch_size, decoder_dim, decoder_depth,
                               decoder_heads, drop_path_rate, dict(model_kwargs or {})).to(self.device)
         if pool == "cls" and getattr(self.mae.encoder, "cls_token", None) is None:
@@ -314,22 +321,36 @@ class TimmMAE(Backbone):
             losses = [self.mae(x, self.mask_ratio, generator, self.norm_pix_loss) for _ in range(repeats)]
         return torch.stack(losses).mean(0).cpu().numpy().astype(np.float32)
 
+    #: ``precision`` values of :meth:`pretrain`: fp32, or bf16 autocast (CUDA only)
+    precision_choices = ("fp32", "bf16")
+
     def pretrain(self, pool: Dataset, indices: np.ndarray, *, steps: int, batch_size: int, seed: int,
                  optimizer: Mapping[str, Any], progress: bool = False,
-                 on_step=None, resume_dir: str | Path | None = None, checkpoint_every: int = 0) -> dict[str, Any]:
+                 on_step=None, resume_dir: str | Path | None = None, checkpoint_every: int = 0,
+                 precision: str = "fp32") -> dict[str, Any]:
         """MAE pre-training: ``steps`` AdamW steps over epochs of seeded permutations of ``indices``.
 
         Augmentation: random horizontal flip only (documented protocol choice: the synthetic
         and endoscopy frames have no canonical left/right). ``on_step(step, loss)`` is called
         after every step (checkpoints at intermediate epochs hook in here).
 
+        Data-parallel under ``torchrun`` (:mod:`delbench.distributed`): ``batch_size`` is the
+        global batch; each of the ``WORLD_SIZE`` processes trains on its slice of every
+        global batch, DDP averages the gradients, and the masks and flips of a sample are a
+        function of (``seed``, its position in the run's sequence of global batches), so any
+        number of processes computes what one process does. Rank 0 alone writes states; the
+        recorded loss is the mean over the global batch on every rank. ``precision='bf16'``
+        runs the forward pass under bf16 autocast (CUDA only; a clear error elsewhere).
+
         Resumable: with ``resume_dir``, the state after every ``checkpoint_every``-th step
         (model, AdamW moments, the step — the cosine schedule is a function of it —, the
-        data order and cursor, the numpy, torch and mask-generator RNG states, the loss
-        history) is saved there (:mod:`delbench.training_state`), and a pre-training that
-        finds a state of the same run there continues from it. Every random draw (data
-        order, flips, MAE masks, drop-path) comes from that saved state, so on CPU with
+        data order and cursor, the numpy and torch RNG states, the loss history) is saved
+        there (:mod:`delbench.training_state`), and a pre-training that finds a state of the
+        same run there continues from it. Every random draw (data order, flips, MAE masks,
+        drop-path) comes from that saved state or from the step, so on CPU with
         deterministic algorithms a resumed run ends bitwise equal to an uninterrupted one.
+        Drop-path draws from torch's global generator per process: with ``drop_path_rate``
+        > 0 a multi-process run is not the single-process one.
         """
         import torch
         from tqdm.auto import tqdm
@@ -340,9 +361,15 @@ class TimmMAE(Backbone):
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
             raise DelbenchError("cannot pre-train on an empty subset")
+        if precision not in self.precision_choices:
+            raise ConfigError(f"precision must be one of {self.precision_choices}, got {precision!r}")
+        if precision == "bf16" and self.device.type != "cuda":
+            raise ConfigError(f"precision='bf16' needs a CUDA device (autocast on {self.device.type} is not "
+                              f"the protocol's mixed precision); set the backbone's device to 'cuda' or use 'fp32'")
+        world = world_from_env()
+        mine = world.batch_slice(batch_size)  # refuses a global batch that does not divide
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        generator = torch.Generator(device=self.device).manual_seed(seed)
         params = dict(optimizer)
         peak_lr = float(params.get("lr", 1.5e-4))
         warmup = int(params.get("warmup_steps", 0))
@@ -352,9 +379,11 @@ class TimmMAE(Backbone):
         history: list[float] = []
         order: np.ndarray = np.empty(0, np.int64)
         cursor = start = 0
+        # "masks": how masks and flips are drawn; states of the older running-generator scheme
+        # are not resumed (their continuation would draw differently)
         fingerprint = {"backbone": self.name, "model": self.model_name, "steps": int(steps),
                        "batch_size": int(batch_size), "seed": int(seed), "indices": indices_digest(indices),
-                       "optimizer": params}
+                       "optimizer": params, "masks": "per-sample", "precision": precision}
         state = load_state(resume_dir, fingerprint) if resume_dir is not None else None
         if state is not None:
             self.mae.load_state_dict(state.prefixed("model"))
@@ -362,7 +391,6 @@ class TimmMAE(Backbone):
             torch.set_rng_state(state.tensors["rng.torch"])
             if self.device.type == "cuda":
                 torch.cuda.set_rng_state(state.tensors["rng.cuda"], self.device)
-            generator.set_state(state.tensors["rng.masks"])
             rng.bit_generator.state = state.extra["numpy_rng"]
             order, cursor = state.tensors["data.order"].numpy().astype(np.int64), int(state.extra["cursor"])
             history = state.tensors["loss.history"].tolist()
@@ -372,44 +400,78 @@ class TimmMAE(Backbone):
         def save(step: int) -> None:
             tensors, optimizer_rest = optimizer_tensors(opt)
             tensors.update({f"model.{k}": v for k, v in self.mae.state_dict().items()})
-            tensors.update({"rng.torch": torch.get_rng_state(), "rng.masks": generator.get_state(),
-                            "data.order": torch.from_numpy(order.copy()),
+            tensors.update({"rng.torch": torch.get_rng_state(), "data.order": torch.from_numpy(order.copy()),
                             "loss.history": torch.tensor(history, dtype=torch.float64)})
             if self.device.type == "cuda":
                 tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
             save_state(resume_dir, TrainingState(step, tensors, {"numpy_rng": rng.bit_generator.state,
                                                                  "cursor": cursor}, optimizer_rest), fingerprint)
 
+        n_patches = self.mae.grid[0] * self.mae.grid[1]
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if precision == "bf16"
+                    else contextlib.nullcontext())
         self.mae.train()
-        bar = tqdm(range(start, steps), desc="pretrain", disable=not progress, leave=False, unit="step",
-                   initial=start, total=steps)
-        for step in bar:
-            if cursor + batch_size > order.size:  # a new epoch: carry the remainder over
-                order = np.concatenate([order[cursor:], rng.permutation(indices)])
-                while order.size < batch_size:
-                    order = np.concatenate([order, rng.permutation(indices)])
-                cursor = 0
-            batch = order[cursor:cursor + batch_size]
-            cursor += batch_size
-            images = pool.load_images(np.sort(batch))
-            flip = rng.random(len(images)) < 0.5
-            images[flip] = images[flip, :, ::-1]
-            for group in opt.param_groups:
-                group["lr"] = cosine_lr(step, steps, peak_lr, warmup, float(params.get("min_lr", 0.0)))
-            loss = self.mae(self.preprocess(images), self.mask_ratio, generator, self.norm_pix_loss).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            history.append(float(loss.detach()))
-            if progress and step % 10 == 0:
-                bar.set_postfix(loss=f"{history[-1]:.4f}")
-            if on_step is not None:
-                on_step(step + 1, history[-1])
-            if resume_dir is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 \
-                    and step + 1 < steps:
-                save(step + 1)
+        with process_group(world, self.device):
+            model = self._data_parallel(world)
+            try:
+                bar = tqdm(range(start, steps), desc="pretrain", disable=not progress or not world.is_main,
+                           leave=False, unit="step", initial=start, total=steps)
+                for step in bar:
+                    if cursor + batch_size > order.size:  # a new epoch: carry the remainder over
+                        order = np.concatenate([order[cursor:], rng.permutation(indices)])
+                        while order.size < batch_size:
+                            order = np.concatenate([order, rng.permutation(indices)])
+                        cursor = 0
+                    batch = np.sort(order[cursor:cursor + batch_size])
+                    cursor += batch_size
+                    noise, flip = sample_noise(seed, step * batch_size + np.arange(batch_size), n_patches)
+                    images = pool.load_images(batch[mine])
+                    flip = flip[mine]
+                    images[flip] = images[flip, :, ::-1]
+                    for group in opt.param_groups:
+                        group["lr"] = cosine_lr(step, steps, peak_lr, warmup, float(params.get("min_lr", 0.0)))
+                    with autocast:
+                        loss = model(self.preprocess(images), self.mask_ratio, None, self.norm_pix_loss,
+                                     noise=torch.from_numpy(noise[mine]).to(self.device)).mean()
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    history.append(self._global_mean(loss.detach(), world))
+                    if progress and step % 10 == 0:
+                        bar.set_postfix(loss=f"{history[-1]:.4f}")
+                    if on_step is not None:
+                        on_step(step + 1, history[-1])
+                    if resume_dir is not None and checkpoint_every and (step + 1) % checkpoint_every == 0 \
+                            and step + 1 < steps and world.is_main:
+                        save(step + 1)
+            finally:
+                # the DDP reducer and the optimizer go before the process group does
+                del model, opt
         self.mae.eval()
-        return {"loss": history, "steps": steps, "images_seen": steps * batch_size, "resumed_from_step": start}
+        return {"loss": history, "steps": steps, "images_seen": steps * batch_size, "resumed_from_step": start,
+                "world_size": world.size, "precision": precision}
+
+    def _data_parallel(self, world: World):
+        """The module the training step calls: DDP around the MAE across processes, else the MAE."""
+        if not world.distributed:
+            return self.mae
+        from torch.nn.parallel import DistributedDataParallel
+
+        # find_unused_parameters: some timm encoders hold parameters the MAE path never uses
+        # (fc_norm, heads); DDP would otherwise wait for their gradients forever
+        device_ids = [self.device] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.mae, device_ids=device_ids, find_unused_parameters=True)
+
+    @staticmethod
+    def _global_mean(loss, world: World) -> float:
+        """The loss over the whole global batch (the mean of the ranks' equal-slice means)."""
+        if world.distributed:
+            import torch.distributed as dist
+
+            loss = loss.float().clone()
+            dist.all_reduce(loss)
+            loss /= world.size
+        return float(loss)
 
     # --- checkpoints (tensors only) --------------------------------------------------------
     def save(self, path: str | Path) -> None:
@@ -417,6 +479,8 @@ class TimmMAE(Backbone):
 
         from delbench.results import atomic_path
 
+        if not world_from_env().is_main:  # under torchrun every rank holds the same weights; one writes
+            return
         with atomic_path(path) as tmp:
             save_file({k: v.detach().cpu().contiguous() for k, v in self.mae.state_dict().items()}, str(tmp))
 

@@ -1,0 +1,214 @@
+"""Pool embeddings in fixed index shards: one ``.npy`` per shard plus ``manifest.json``.
+
+A pool of millions of images is embedded as shards of ``shard_size`` consecutive items
+(shard ``i`` holds rows ``[i·shard_size, min(n, (i+1)·shard_size))``). The same function,
+:func:`embed_shards`, runs in one process, in every process of ``torchrun`` (process ``r`` of
+``w`` takes the shards ``i ≡ r mod w``) or in each task of a job array (pass ``world``):
+shards are independent, so no process waits for another.
+
+Files in the output directory:
+
+``shard-00000.npy``
+    rows of shard 0 (n_i × d, ``dtype``), written atomically;
+``shard-00000.sha256``
+    the sha256 of that ``.npy`` file, written after it: a shard counts as finished when both
+    exist and the hash matches, so a re-run (after a kill, or a resubmitted array) computes
+    only the shards that are missing or damaged;
+``manifest.json``
+    what the embeddings are of (pool name, parameters, ids sha256, n; backbone, parameters,
+    checkpoint and its sha256; dtype, shard size and ranges) and, once every shard is
+    finished, each shard's sha256 with ``"complete": true``. Whichever process finds every
+    shard finished writes the complete manifest (the same content, atomically, so two
+    writers do not conflict). A directory holding embeddings of another pool, backbone or
+    shard size is refused rather than mixed.
+
+:func:`load_embeddings` reads such a directory (or one ``.npy``) for a selector: the manifest
+must be complete, its ids hash must be the pool's, every shard's hash must match; the shards
+are memory-mapped and concatenated in order (one shard is returned memory-mapped as is).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from delbench.distributed import World
+from delbench.errors import DelbenchError, SelectionError
+from delbench.results import atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text
+from delbench.subset import check_embeddings, ids_sha256, read_embeddings
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+#: the manifest entries that say what the embeddings are of; a re-run must agree on all of them
+IDENTITY_KEYS = ("format", "pool", "pool_params", "n", "ids_sha256", "backbone", "backbone_params",
+                 "checkpoint_sha256", "dtype", "shard_size")
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
+    """The fixed ``[start, stop)`` index ranges of the shards of ``n`` items."""
+    if shard_size < 1:
+        raise DelbenchError(f"shard size must be at least 1, got {shard_size}")
+    return [(start, min(n, start + shard_size)) for start in range(0, n, shard_size)]
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """What to embed and where: the identity written into the manifest, and the shard ranges."""
+
+    out_dir: Path
+    identity: dict[str, Any]
+    ranges: list[tuple[int, int]]
+
+    def shard_path(self, i: int) -> Path:
+        return self.out_dir / f"shard-{i:05d}.npy"
+
+    def hash_path(self, i: int) -> Path:
+        return self.out_dir / f"shard-{i:05d}.sha256"
+
+    def finished(self, i: int) -> bool:
+        """Shard ``i`` is on disk whole: its file and its recorded hash agree."""
+        path, recorded = self.shard_path(i), self.hash_path(i)
+        if not (path.is_file() and recorded.is_file()):
+            return False
+        if file_sha256(path) == recorded.read_text().strip():
+            return True
+        logger.warning("embedding shard %s does not match its recorded sha256; computing it again", path)
+        return False
+
+
+def plan_shards(out_dir: str | Path, *, pool_name: str, pool_params: Mapping[str, Any], pool_ids: list[str],
+                backbone_name: str, backbone_params: Mapping[str, Any], checkpoint: str | None,
+                dtype: str = "float16", shard_size: int = 65536) -> ShardPlan:
+    """The plan for ``out_dir``; refuses a directory that holds embeddings of something else."""
+    out_dir = Path(out_dir)
+    identity = {"format": FORMAT, "pool": pool_name, "pool_params": dict(pool_params), "n": len(pool_ids),
+                "ids_sha256": ids_sha256(pool_ids), "backbone": backbone_name,
+                "backbone_params": dict(backbone_params),
+                "checkpoint": str(checkpoint) if checkpoint else None,
+                "checkpoint_sha256": file_sha256(checkpoint) if checkpoint else None,
+                "dtype": str(np.dtype(dtype)), "shard_size": int(shard_size)}
+    identity = json.loads(json.dumps(identity, sort_keys=True, default=str))  # as it reads back
+    existing = out_dir / MANIFEST
+    if existing.is_file():
+        old = json.loads(existing.read_text())
+        differ = [k for k in IDENTITY_KEYS if old.get(k) != identity[k]]
+        if differ:
+            raise DelbenchError(f"{out_dir} holds embeddings of another setting ({', '.join(differ)} differ); "
+                                f"choose another --out")
+    return ShardPlan(out_dir, identity, shard_ranges(len(pool_ids), shard_size))
+
+
+def embed_shards(plan: ShardPlan, pool: Any, embed: Callable[[np.ndarray], np.ndarray], *,
+                 world: World = World(), batch_size: int = 256, progress: bool = False) -> dict[str, Any]:
+    """Compute this process's unfinished shards (``i ≡ world.rank mod world.size``) with
+    ``embed(images) -> (b, d) float array``; write the complete manifest if every shard is
+    then finished. Returns ``{"computed": [...], "skipped": [...], "complete": bool}``."""
+    from tqdm.auto import tqdm
+
+    plan.out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = plan.out_dir / MANIFEST
+    if not manifest.is_file():  # the identity first, so a later run with other settings is refused
+        atomic_write_json(manifest, {**plan.identity, "complete": False,
+                                     "shards": [{"file": plan.shard_path(i).name, "start": a, "stop": b}
+                                                for i, (a, b) in enumerate(plan.ranges)]})
+    mine = [i for i in range(len(plan.ranges)) if i % world.size == world.rank]
+    computed, skipped = [], []
+    for i in tqdm(mine, desc="embed shards", disable=not progress, unit="shard"):
+        if plan.finished(i):
+            skipped.append(i)
+            continue
+        start, stop = plan.ranges[i]
+        rows = [np.asarray(embed(pool.load_images(np.arange(a, min(stop, a + batch_size)))))
+                for a in range(start, stop, batch_size)]
+        block = check_embeddings(np.concatenate(rows).astype(plan.identity["dtype"]), stop - start)
+        atomic_save_npy(plan.shard_path(i), block)
+        atomic_write_text(plan.hash_path(i), file_sha256(plan.shard_path(i)) + "\n")
+        computed.append(i)
+    complete = finalize(plan)
+    return {"computed": computed, "skipped": skipped, "complete": complete}
+
+
+def finalize(plan: ShardPlan) -> bool:
+    """Write the complete manifest when every shard is finished; whether it is complete."""
+    hashes = []
+    for i in range(len(plan.ranges)):
+        recorded = plan.hash_path(i)
+        if not (plan.shard_path(i).is_file() and recorded.is_file()):
+            return False
+        hashes.append(recorded.read_text().strip())
+    atomic_write_json(plan.out_dir / MANIFEST, {
+        **plan.identity, "complete": True,
+        "shards": [{"file": plan.shard_path(i).name, "start": a, "stop": b, "sha256": h}
+                   for i, ((a, b), h) in enumerate(zip(plan.ranges, hashes))]})
+    return True
+
+
+def load_embeddings(path: str | Path, n: int, pool_ids_sha256: str | None = None) -> np.ndarray:
+    """Embeddings for a pool of ``n`` items from one ``.npy`` file or a shard directory written
+    by :func:`embed_shards` (whose ids hash must equal ``pool_ids_sha256`` when given)."""
+    path = Path(path)
+    if not path.is_dir():
+        return read_embeddings(path, n)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise SelectionError(f"embeddings directory {path} has no {MANIFEST}; write it with 'delbench embed'")
+    manifest = json.loads(manifest_path.read_text())
+    if not manifest.get("complete"):
+        raise SelectionError(f"embeddings in {path} are incomplete (some shards are missing); run "
+                             f"'delbench embed' with the same arguments again to finish them")
+    if pool_ids_sha256 is not None and manifest["ids_sha256"] != pool_ids_sha256:
+        raise SelectionError(f"embeddings in {path} are of another pool (ids sha256 {manifest['ids_sha256'][:12]} "
+                             f"≠ {pool_ids_sha256[:12]}): another dataset, its parameters or its order")
+    blocks = []
+    for shard in manifest["shards"]:
+        file = path / shard["file"]
+        if not file.is_file() or file_sha256(file) != shard["sha256"]:
+            raise SelectionError(f"embedding shard {file} is missing or does not match the manifest's sha256")
+        blocks.append(read_embeddings(file, shard["stop"] - shard["start"]))
+    array = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)  # each block was checked
+    if array.shape[0] != n:
+        raise SelectionError(f"embeddings in {path} have {array.shape[0]} rows but the pool has {n} items")
+    return array
+
+
+def embed_pool(*, dataset: str, dataset_params: Mapping[str, Any], split: str, backbone: str,
+               backbone_params: Mapping[str, Any], checkpoint: str | None, out_dir: str | Path,
+               shard_size: int, batch_size: int = 256, dtype: str = "float16", seed: int = 0,
+               progress: bool = False) -> dict[str, Any]:
+    """``delbench embed``: build the pool and the backbone, then :func:`embed_shards` for this
+    process (its rank under ``torchrun``). Without ``checkpoint`` the backbone keeps its
+    initial weights, drawn from ``seed`` (recorded in the manifest)."""
+    import torch
+
+    from delbench import plugins
+    from delbench.distributed import world_from_env
+
+    pool = plugins.create("dataset", dataset, dataset_params, where=f"--dataset-param ({dataset})", split=split)
+    torch.manual_seed(seed)
+    model = plugins.create("backbone", backbone, backbone_params, where=f"--backbone-param ({backbone})")
+    if checkpoint:
+        model.load(checkpoint)
+    else:
+        logger.warning("no --checkpoint: embedding with %s's initial weights (seed %d)", backbone, seed)
+    plan = plan_shards(out_dir, pool_name=dataset, pool_params={**dataset_params, "split": split},
+                       pool_ids=list(pool.item_ids()), backbone_name=backbone,
+                       backbone_params={**backbone_params, "init_seed": None if checkpoint else seed},
+                       checkpoint=checkpoint, dtype=dtype, shard_size=shard_size)
+    result = embed_shards(plan, pool, model.embed, world=world_from_env(), batch_size=batch_size,
+                          progress=progress)
+    return {**result, "shards": len(plan.ranges), "out_dir": str(plan.out_dir)}
