@@ -321,7 +321,7 @@ def read_png(path: str | Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return np.array(image.convert("RGB"), dtype=np.uint8)  # a writable copy
 
 
 def write_derived_image(output_dir: str | Path, image: np.ndarray,

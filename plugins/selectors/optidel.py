@@ -26,7 +26,7 @@ from delbench.errors import ConfigError, SelectionError
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Dataset, Selector
 from delbench.params import check_bool, check_int, check_number, check_path
-from delbench.results import CACHE_ENV
+from delbench.results import cache_base
 from delbench.subset import DerivedSelection, DerivedSource, write_derived_image
 from delbench_plugins.lib.region_proposals import (SAM_BUILDERS, ClassicalProposer, ProposalCache, SamProposer,
                                                    propose_pool, settings_key)
@@ -36,29 +36,37 @@ from delbench_plugins.selectors.image_filters import candidate_pairs, greedy_lea
 def cache_root() -> Path:
     """Where OptiDEL caches proposals and hardness scores: ``$DELBENCH_CACHE_DIR/optidel``
     (default ``~/.cache/delbench/optidel``), shared by every run on the machine."""
-    return Path(os.environ.get(CACHE_ENV) or "~/.cache/delbench").expanduser() / "optidel"
+    return cache_base() / "optidel"
 
 
 def near_duplicate_clusters(hashes: np.ndarray, max_bits: int) -> np.ndarray:
-    """A cluster label per frame (int64): frames whose 64-bit pHashes differ in at most
-    ``max_bits`` bits are near-duplicates. Clusters are those of ``phash_dedup``'s greedy pass
-    in pool order — each kept frame (a leader) with the frames it removes — so a cluster
-    never chains along a slowly drifting video; each frame joins its first linked leader.
-    Candidate pairs: consecutive frames and Charikar's sorted bit-permutation search (fixed
-    seed), as in ``phash_dedup``."""
+    """A cluster label per frame (int64, the cluster's first frame): frames whose 64-bit
+    pHashes differ in at most ``max_bits`` bits are near-duplicates. Equal hashes collapse
+    first; then the clusters are those of ``phash_dedup``'s greedy pass in pool order — each
+    kept frame (a leader) with the frames it removes — so a cluster never chains along a
+    slowly drifting video; each frame joins its first linked leader. Candidate pairs:
+    consecutive frames and Charikar's sorted bit-permutation search (fixed seed), as in
+    ``phash_dedup``."""
     n = hashes.size
     if n == 0:
         return np.zeros(0, np.int64)
-    consecutive = (np.arange(n - 1), np.arange(1, n))
-    a, b, distance = candidate_pairs(hashes, rounds=8, window=4, seed=0, extra=consecutive)
+    distinct, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    by_position = np.argsort(first, kind="stable")  # distinct hashes in pool order of first sight
+    rank = np.empty(distinct.size, np.int64)
+    rank[by_position] = np.arange(distinct.size)
+    hashes, m = distinct[by_position], distinct.size
+    frame_rank = rank[inverse.reshape(-1)]
+    change = np.flatnonzero(np.diff(frame_rank))  # consecutive frames with different hashes
+    a, b, distance = candidate_pairs(hashes, rounds=8, window=4, seed=0,
+                                     extra=(frame_rank[change], frame_rank[change + 1]))
     close = distance <= max_bits
     a, b = a[close], b[close]
-    leader = greedy_leaders(n, a, b, np.arange(n))
-    label = np.where(leader, np.arange(n), n)
-    for first, second in ((a, b), (b, a)):  # each non-leader joins the lowest-indexed leader linked to it
-        link = leader[first] & ~leader[second]
-        np.minimum.at(label, second[link], first[link])
-    return label.astype(np.int64)
+    leader = greedy_leaders(m, a, b, np.arange(m))  # distinct hashes are in pool order already
+    label = np.where(leader, np.arange(m), m)
+    for one, other in ((a, b), (b, a)):  # each non-leader joins the first leader linked to it
+        link = leader[one] & ~leader[other]
+        np.minimum.at(label, other[link], one[link])
+    return first[by_position][label][frame_rank].astype(np.int64)
 
 
 def mosaic_cells(height: int, width: int, grid: int) -> list[tuple[int, int, int, int]]:
@@ -123,7 +131,9 @@ class OptiDEL(Selector):
     The guard cannot hold when the pool has too few clusters or patches: the cap is then
     relaxed (``guard_relaxed`` patches) and, with fewer patches than N in the whole pool,
     the hardest are reused (``patches_reused``); ``guard_violations`` counts mosaics holding
-    a cluster twice. A pool without a single proposal is an error. Diagnostics also give the
+    a cluster twice. A pool in which the proposer finds no region at all (e.g. one dark frame)
+    uses whole frames as its patches, and says so (``whole_frame_patches`` in the manifest and
+    diagnostics). Diagnostics also give the
     proposer, counts, hardness of the kept and cut patches, and ``stage_seconds`` /
     ``stage_cost_seconds`` (proposal, scoring, synthesis: wall time now, and compute time
     including what cached stages once cost). ``cache=False`` recomputes everything.
@@ -194,13 +204,13 @@ class OptiDEL(Selector):
         proposals, shas, proposal_stats = propose_pool(
             proposer, lambda a, b: pool.load_images(np.arange(a, b, dtype=np.int64)), n, batch_size=batch_size,
             cache=ProposalCache(None if root is None else root / "proposals", settings), on_batch=keep_hashes)
+        height, width = pool.load_images(np.zeros(1, np.int64)).shape[1:3]
+        whole_frames = not any(len(b) for b, _ in proposals)
+        if whole_frames:  # recorded in the manifest and diagnostics: the method's premise failed here
+            proposals = [(np.array([[0, 0, width, height]], np.int32), np.zeros(1, np.float32))] * n
         source = np.concatenate([np.full(len(b), i, np.int64) for i, (b, _) in enumerate(proposals)])
         rank = np.concatenate([np.arange(len(b), dtype=np.int64) for b, _ in proposals])
         boxes = np.concatenate([b for b, _ in proposals]).astype(np.int64).reshape(-1, 4)
-        if source.size == 0:
-            raise SelectionError(f"optidel: the {settings['proposer']} proposer found no key region in any of the "
-                                 f"{n} pool images")
-        height, width = pool.load_images(np.zeros(1, np.int64)).shape[1:3]
 
         # 2. hardness of every patch
         started = time.perf_counter()
@@ -230,6 +240,7 @@ class OptiDEL(Selector):
         cut = np.setdiff1d(np.arange(source.size), unique_chosen)
         diagnostics = {
             "proposer": settings["proposer"],
+            "whole_frame_patches": whole_frames,
             "proposer_settings": settings,
             "n_candidates": int(source.size),
             "images_with_proposals": int(np.unique(source).size),
@@ -247,7 +258,8 @@ class OptiDEL(Selector):
             "stage_cost_seconds": {"proposal": round(proposal_stats["cost_seconds"], 4),
                                    "scoring": round(scoring_cost, 4), "synthesis": round(synthesis_seconds, 4)},
         }
-        method = {"proposer": settings, "mosaic_size": int(mosaic_size), "seed": int(seed),
+        method = {"proposer": settings, "whole_frame_patches": whole_frames, "mosaic_size": int(mosaic_size),
+                  "seed": int(seed),
                   "duplicate_bits": int(duplicate_bits),
                   "hardness": {"model": fingerprint or type(backbone).__name__, "maskings": int(maskings),
                                "seed": int(hardness_seed), "score_batch_size": int(score_batch_size)}}
