@@ -29,7 +29,7 @@ from delbench.params import check_bool, check_int, check_number, check_path
 from delbench.results import cache_base
 from delbench.subset import DerivedSelection, DerivedSource, write_derived_image
 from delbench_plugins.lib.region_proposals import (SAM_BUILDERS, ClassicalProposer, ProposalCache, SamProposer,
-                                                   propose_pool, settings_key)
+                                                   propose_pool, require_segment_anything, settings_key)
 from delbench_plugins.selectors.image_filters import candidate_pairs, greedy_leaders, perceptual_hashes
 
 
@@ -158,6 +158,10 @@ class OptiDEL(Selector):
             raise ConfigError(f"min_area must be below max_area, got {params.get('min_area', 0.01)} and "
                               f"{params.get('max_area', 0.8)}")
         check_path(params, "sam_checkpoint")
+        if params.get("sam_checkpoint"):  # before any work: a missing file or package is one line now
+            if not Path(params["sam_checkpoint"]).is_file():
+                raise ConfigError(f"sam_checkpoint: file not found: {params['sam_checkpoint']}")
+            require_segment_anything()
         if params.get("sam_model_type") is not None and params["sam_model_type"] not in SAM_BUILDERS:
             raise ConfigError(f"sam_model_type must be one of {sorted(SAM_BUILDERS)} or None (read from the "
                               f"checkpoint), got {params['sam_model_type']!r}")
@@ -185,8 +189,6 @@ class OptiDEL(Selector):
             raise SelectionError(f"optidel needs a backbone with reconstruction_loss, got {type(backbone).__name__}")
         n, root = len(pool), cache_root() if cache else None
         if sam_checkpoint:
-            if not Path(sam_checkpoint).is_file():
-                raise ConfigError(f"sam_checkpoint: file not found: {sam_checkpoint}")
             proposer: Any = SamProposer.from_checkpoint(
                 sam_checkpoint, sam_model_type, device=sam_device, keep=masks_per_image, min_area=min_area,
                 max_area=max_area, points_per_side=sam_points_per_side, pred_iou_thresh=sam_pred_iou_thresh,
