@@ -45,7 +45,7 @@ def main() -> None:
     from delbench_plugins.backbones.timm_mae import TimmMAE
     from delbench_plugins.datasets.synthetic import SyntheticEndoscopy
     from delbench_plugins.lib.region_proposals import ClassicalProposer
-    from delbench_plugins.selectors.optidel import OptiDEL, resize
+    from delbench_plugins.selectors.optidel import resize
 
     for size in (64, 224):
         images = SyntheticEndoscopy(num_frames=64, image_size=size).load_images(np.arange(64))
@@ -88,7 +88,6 @@ def main() -> None:
         generator = SamAutomaticMaskGenerator(sam, output_mode="uncompressed_rle")
         report("proposal/sam vit_b encoder + 32x32-point generator", timed(lambda: generator.generate(image), 1),
                "image", device=args.device)
-        del OptiDEL
 
 
 if __name__ == "__main__":

@@ -196,7 +196,7 @@ SAM_TYPE_BY_WIDTH = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
 def require_segment_anything() -> None:
     try:
-        import segment_anything  # noqa: F401
+        import segment_anything  # noqa: F401 (only whether it is installed)
     except ImportError:
         raise ConfigError("a SAM checkpoint was given but the 'segment-anything' package is not installed: "
                           "pip install -e '.[sam]'") from None
