@@ -28,5 +28,8 @@ selectors = [
     dict(name='d4', ratios=[0.05], params=_centred),
 ] + [dict(name=name, ratios=[0.05]) for name in (
     'stratified', 'kcenter_greedy', 'herding', 'facility_location', 'ccs', 'mae_loss',
-    'phash_dedup', 'quality_filter')]
+    'phash_dedup', 'quality_filter', 'optidel')]
+# `optidel` (OptiDEL's defaults: classical proposer without a SAM checkpoint, 3 regions per
+# frame, MAE loss of the warm-up encoder over 4 maskings, 2x2 mosaics) trains on 200 new images
+# at 5 %; its proposals and scores are cached under $DELBENCH_CACHE_DIR/optidel.
 seeds = [0]

@@ -4,7 +4,7 @@ Importing this package is light (no torch): plugins and the runner import torch 
 they train or embed.
 """
 from delbench.hookspecs import hookimpl
-from delbench.interfaces import Backbone, Dataset, Selection, Selector, Task
+from delbench.interfaces import Backbone, Dataset, DerivedSelection, Selection, Selector, Task
 from delbench.plugins import (
     get_backbone,
     get_dataset,
@@ -19,7 +19,7 @@ from delbench.plugins import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backbone", "Dataset", "Selection", "Selector", "Task", "__version__", "get_backbone",
+    "Backbone", "Dataset", "DerivedSelection", "Selection", "Selector", "Task", "__version__", "get_backbone",
     "get_dataset", "get_selector", "get_task", "hookimpl", "list_backbones", "list_datasets",
     "list_selectors", "list_tasks",
 ]

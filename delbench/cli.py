@@ -69,14 +69,25 @@ def cmd_select(args: argparse.Namespace) -> int:
     from delbench.embed import load_embeddings
     from delbench.subset import ids_sha256, run_selector
 
-    if Path(args.out).is_dir():  # refused before any work, not after the selection ran
-        raise ConfigError(f"--out {args.out} is a directory; give a file name such as {Path(args.out) / 'subset.npy'}")
     dataset_params = _key_values(args.dataset_param, "--dataset-param")
     if args.root:
         dataset_params["root"] = args.root
     cls = plugins.get_selector(args.selector)
+    # an index subset is one file (refused before any work, not after the selection ran); a
+    # derived one is a folder of images with its manifest
+    if Path(args.out).is_dir() and not getattr(cls, "produces_derived", False):
+        raise ConfigError(f"--out {args.out} is a directory; give a file name such as {Path(args.out) / 'subset.npy'}")
     params = _key_values(args.set, "--set")
     check_plugin_params("selector", cls, params, f"--set ({args.selector})")  # before the pool is built
+    backbone_spec = None
+    if getattr(cls, "requires_backbone", False):
+        from delbench.config import PluginSpec
+
+        backbone_spec = PluginSpec(args.backbone, _key_values(args.backbone_param, "--backbone-param"))
+        check_plugin_params("backbone", plugins.get("backbone", args.backbone), backbone_spec.params,
+                            f"--backbone-param ({args.backbone})")
+        if "image_size" in backbone_spec.params and "image_size" not in dataset_params:
+            dataset_params["image_size"] = backbone_spec.params["image_size"]  # datasets load at the model's size
     pool = plugins.create("dataset", args.dataset, dataset_params, where=f"--dataset-param ({args.dataset})",
                           split=args.split)
     if getattr(cls, "requires_embeddings", False) and not args.embeddings:
@@ -85,12 +96,19 @@ def cmd_select(args: argparse.Namespace) -> int:
                           f"'delbench run' computes and caches them for you")
     if args.embeddings and not getattr(cls, "requires_embeddings", False):
         raise ConfigError(f"selector '{args.selector}' does not use embeddings; drop --embeddings {args.embeddings}")
-    if getattr(cls, "requires_backbone", False):
-        raise ConfigError(f"selector '{args.selector}' needs a backbone; use it inside 'delbench run'")
     embeddings = load_embeddings(args.embeddings, len(pool), ids_sha256(pool.item_ids())) if args.embeddings else None
-    subset = run_selector(cls(), pool, args.ratio, seed=args.seed, embeddings=embeddings, params=params)
-    atomic_save_npy(args.out, subset.indices)
-    print(f"{subset.sha256}  {args.out}  ({subset.size} of {len(pool)} items)")
+    backbone = _scoring_backbone(args, pool, backbone_spec, dataset_params) if backbone_spec else None
+    derived = getattr(cls, "produces_derived", False)
+    subset = run_selector(cls(), pool, args.ratio, seed=args.seed, embeddings=embeddings, params=params,
+                          backbone=backbone, output_dir=args.out if derived else None)
+    if derived:
+        proposer = (subset.manifest.get("method", {}).get("proposer") or {})
+        proposer = proposer.get("proposer") if isinstance(proposer, dict) else proposer
+        print(f"{subset.sha256}  {subset.manifest_path}  ({subset.size} images from {subset.indices.size} of "
+              f"{len(pool)} pool items{f'; proposer: {proposer}' if proposer else ''})")
+    else:
+        atomic_save_npy(args.out, subset.indices)
+        print(f"{subset.sha256}  {args.out}  ({subset.size} of {len(pool)} items)")
     print(f"ids_sha256 {subset.ids_sha256}  pool_ids_sha256 {subset.pool_ids_sha256}")
     if subset.diagnostics:
         print(json.dumps(subset.diagnostics, default=str, sort_keys=True), file=sys.stderr)
@@ -112,6 +130,26 @@ def cmd_embed(args: argparse.Namespace) -> int:
     print(f"{len(result['computed'])} shard(s) computed, {len(result['skipped'])} already finished, of "
           f"{result['shards']}; {result['out_dir']} is {state}")
     return 0
+
+
+def _scoring_backbone(args: argparse.Namespace, pool: Any, spec: Any, dataset_params: dict[str, Any]) -> Any:
+    """The model a backbone-reading selector scores with: ``--scoring-checkpoint``, else
+    ``--warmup-steps`` MAE steps on the pool (cached under the machine-wide cache, as
+    ``delbench run`` caches its warm-up under the run's)."""
+    import hashlib
+
+    from delbench.results import cache_base
+    from delbench.runner import warmed_backbone
+
+    key = json.dumps({"dataset": args.dataset, "params": dataset_params, "split": args.split, "backbone": spec.name,
+                      "backbone_params": spec.params, "warmup_steps": args.warmup_steps}, sort_keys=True, default=str)
+    directory = cache_base() / "scoring" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    backbone, seconds = warmed_backbone(pool, spec, checkpoint=args.scoring_checkpoint,
+                                        warmup_steps=0 if args.scoring_checkpoint else args.warmup_steps,
+                                        batch_size=16, optimizer={}, directory=directory)
+    if seconds:
+        print(f"scoring model: {args.warmup_steps} MAE warm-up steps took {seconds:.1f} s", file=sys.stderr)
+    return backbone
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -218,7 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embeddings", help="n × d .npy (row i = pool item i) or a 'delbench embed' directory")
     p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="selector parameters")
     p.add_argument("--dataset-param", nargs="*", default=[], metavar="KEY=VALUE")
-    p.add_argument("--out", required=True, help="output .npy (sorted int64 indices)")
+    p.add_argument("--backbone", default="timm_mae",
+                   help="scoring model of selectors that read one (mae_loss, optidel); default timm_mae")
+    p.add_argument("--backbone-param", nargs="*", default=[], metavar="KEY=VALUE")
+    p.add_argument("--scoring-checkpoint", help="weights of the scoring model (else --warmup-steps on the pool)")
+    p.add_argument("--warmup-steps", type=int, default=100,
+                   help="MAE warm-up steps (batch 16) of the scoring model when no checkpoint is given")
+    p.add_argument("--out", required=True,
+                   help="output .npy (sorted int64 indices); for a selector that writes images (optidel), a "
+                        "directory: the images and manifest.json go to DIR/<manifest sha256>/")
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("embed", help="embed a pool in fixed index shards (.npy each + manifest.json); "

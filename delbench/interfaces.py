@@ -28,7 +28,7 @@ import numpy as np
 
 from delbench.errors import ConfigError, SelectionError
 from delbench.params import check_plugin_params
-from delbench.subset import Selection, check_embeddings, checked_indices, subset_size
+from delbench.subset import DerivedSelection, Selection, check_embeddings, checked_indices, subset_size
 
 if TYPE_CHECKING:  # torch is never imported at module level
     import torch
@@ -149,6 +149,18 @@ class Selector(Plugin, abc.ABC):
     float16 memory map) are passed when ``requires_embeddings`` is true; a ``backbone``
     keyword (a :class:`Backbone`) when ``requires_backbone`` is true.
 
+    **Generative selectors** (``produces_derived = True``, e.g. OptiDEL) return new images
+    instead of indices: ``select`` then also receives ``output_dir``, an empty directory the
+    harness owns, writes each image there with ``delbench.subset.write_derived_image``
+    (content-addressed ``<sha256>.png`` with its provenance: source indices, ids and boxes) and
+    returns a ``delbench.subset.DerivedSelection`` of exactly ``subset_size(len(pool), ratio)``
+    images (the budget counts images trained on). The harness checks them, writes the
+    manifest and moves the directory to ``<its own output directory>/<manifest sha256>``
+    (``delbench.subset.run_selector``: ``<work_dir>/derived/`` in a run, ``--out`` of
+    ``delbench select``); pre-training then reads the images, not the pool.
+    Everything but the files is as for index selectors: deterministic per seed, nothing
+    trained.
+
     This class is also a template: its :meth:`select` does every step selectors share and a
     subclass writes only :meth:`choose`. A selector may instead implement ``select`` itself
     (duck-typed third-party ones do); ``delbench.subset.run_selector`` runs both alike.
@@ -163,9 +175,12 @@ class Selector(Plugin, abc.ABC):
     #: set when the output does not depend on the seed (``full``, ``oracle``, pure filters);
     #: the contract checker then skips its seed-sensitivity check
     deterministic_in_seed: ClassVar[bool] = False
+    #: the selector writes new images (``output_dir=``) and returns a ``DerivedSelection``
+    produces_derived: ClassVar[bool] = False
 
     def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               backbone: Backbone | None = None, **params: Any) -> Selection:
+               backbone: Backbone | None = None, output_dir: Any = None,
+               **params: Any) -> Selection | DerivedSelection:
         """The shared steps around :meth:`choose`, in order: ratio → ``k = subset_size(n,
         ratio)`` (a ``fixed_ratio`` selector refuses any other ratio); ``params`` bound against
         ``choose``'s signature and value-checked (``check_params``); ``embeddings`` checked
@@ -173,6 +188,10 @@ class Selector(Plugin, abc.ABC):
         ``requires_backbone``; an empty pool returns an empty subset without calling
         ``choose``; the chosen indices are sorted and checked (exactly ``k``, unique, in
         range) and ``diagnostics['time_s']`` records the seconds it all took.
+
+        A ``produces_derived`` selector's ``choose`` also receives ``output_dir`` (required)
+        and returns a ``DerivedSelection``; the template checks it holds exactly ``k`` images
+        (``run_selector`` checks the files).
         """
         started = time.perf_counter()
         n = len(pool)
@@ -187,6 +206,15 @@ class Selector(Plugin, abc.ABC):
             if backbone is None:
                 raise SelectionError(f"{self.name} needs the current backbone (keyword 'backbone=')")
             inputs["backbone"] = backbone
+        if self.produces_derived:
+            if output_dir is None:
+                raise SelectionError(f"{self.name} writes new images: pass output_dir= (an empty directory)")
+            result = self.choose(pool, k, seed=seed, output_dir=output_dir, **inputs, **params) if k \
+                else DerivedSelection([])
+            if not isinstance(result, DerivedSelection) or len(result.images) != k:
+                raise SelectionError(f"{self.name}: choose must return a DerivedSelection of {k} images")
+            result.diagnostics["time_s"] = round(time.perf_counter() - started, 4)
+            return result
         diagnostics: dict[str, Any] = {}
         indices = np.zeros(0, np.int64)
         if k:
@@ -203,8 +231,9 @@ class Selector(Plugin, abc.ABC):
 
         Declare the selector's parameters as keyword parameters with defaults (they are its
         parameters: protocols are checked against them), plus ``embeddings`` when
-        ``requires_embeddings`` (checked: 2-D float, one finite row per item) and ``backbone``
-        when ``requires_backbone``. Values were checked by ``check_params`` already.
+        ``requires_embeddings`` (checked: 2-D float, one finite row per item), ``backbone``
+        when ``requires_backbone`` and ``output_dir`` when ``produces_derived`` (then return a
+        ``DerivedSelection`` of ``k`` images). Values were checked by ``check_params`` already.
         """
 
 
@@ -257,7 +286,13 @@ class Backbone(Plugin, abc.ABC):
     @abc.abstractmethod
     def reconstruction_loss(self, images: np.ndarray, *, seed: int) -> np.ndarray:
         """Per-image self-supervised loss, float32 (B,), finite; deterministic for a seed
-        (it fixes the random masks). A difficulty score for ``mae_loss``."""
+        (it fixes the random masks). A difficulty score for ``mae_loss`` and ``optidel``."""
+
+    def fingerprint(self) -> str | None:
+        """Optional: a digest of every weight :meth:`reconstruction_loss` depends on, so
+        selectors can cache scores per model on disk (``optidel`` does); None (the default)
+        means "do not cache"."""
+        return None
 
     @abc.abstractmethod
     def pretrain(self, pool: Dataset, indices: np.ndarray, *, steps: int, batch_size: int,

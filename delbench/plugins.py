@@ -38,6 +38,7 @@ BUILTIN_PLUGINS = (
     "delbench_plugins.selectors.coreset",
     "delbench_plugins.selectors.difficulty",
     "delbench_plugins.selectors.image_filters",
+    "delbench_plugins.selectors.optidel",
     "delbench_plugins.datasets.endoscopy_segmentation",
     "delbench_plugins.datasets.endoscopy_pools",
     "delbench_plugins.datasets.image_folder",

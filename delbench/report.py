@@ -89,12 +89,76 @@ def summarize(header: dict[str, Any], rows: list[ResultRow]) -> dict[str, Any]:
                     **dict(zip(("score_mean", "score_std", "n_seeds"), mean_std(values)))}
                    for (t, m, s, r, a, b), values in sorted(cross.items())]
     return {"schema_version": SCHEMA_VERSION, "protocol": header.get("protocol"),
+            "costs": summarize_costs(rows), "derived": summarize_derived(rows),
             "protocol_version": header.get("protocol_version"), "config_sha256": header.get("config_sha256"),
             "delbench_version": header.get("delbench_version"),
             "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "alpha": header.get("protocol_config", {}).get("alpha"),
             "cells": cells, "references": reference_cells, "cross_dataset": cross_cells,
             "ground_truth": truth_rows, "validity": summarize_validity(rows), "failed": failed}
+
+
+#: stages of ``row.time_s`` that are not part of the selection
+_NOT_SELECTION = ("select", "pretrain", "task")
+
+
+def selection_seconds(time_s: dict[str, float]) -> float | None:
+    """What a selection cost: the scoring model's warm-up (``select_warmup``) plus the
+    selector's reported stages (``select_<stage>``, compute seconds even where a stage came
+    from a cache), or its wall time (``select``) when it reports none."""
+    stages = {k: v for k, v in time_s.items() if k.startswith("select_") and k != "select_warmup" and v is not None}
+    own = sum(stages.values()) if stages else time_s.get("select")
+    if own is None:
+        return None
+    return float(own) + float(time_s.get("select_warmup") or 0.0)
+
+
+def summarize_costs(rows: list[ResultRow]) -> list[dict[str, Any]]:
+    """Seconds per (selector, ratio), means over the seeds' final-checkpoint rows of the first
+    task (the selection and pre-training are shared by a selection's task rows):
+    ``selection`` (:func:`selection_seconds`), each reported ``select_*`` stage, ``pretrain``
+    and ``task``."""
+    first_task: dict[tuple, str] = {}
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
+    for row in rows:
+        if not row.ok or row.ratio is None or row.pretrain_epoch is not None or not row.time_s:
+            continue
+        task = first_task.setdefault((row.selector, row.ratio), f"{row.task_dataset}/{row.task}")
+        if task == f"{row.task_dataset}/{row.task}":
+            groups[(row.selector, row.ratio)].append(row)
+    out = []
+    for (selector, ratio), members in sorted(groups.items()):
+        stages = sorted({k for r in members for k in r.time_s if k.startswith("select_")})
+        entry = {"selector": selector, "ratio": ratio, "n_seeds": len(members),
+                 "selection": mean_std(selection_seconds(r.time_s) for r in members)[0]}
+        entry.update({stage: mean_std(r.time_s.get(stage) for r in members)[0] for stage in stages})
+        for stage in ("pretrain", "task"):
+            entry[stage] = mean_std(r.time_s.get(stage) for r in members)[0]
+        out.append(entry)
+    return out
+
+
+def summarize_derived(rows: list[ResultRow]) -> list[dict[str, Any]]:
+    """For derived subsets on a pool with planted kinds: per (selector, ratio) the share of
+    the patches cut from frames of each kind (mean over seeds) and the proposer."""
+    groups: dict[tuple, list[ResultRow]] = defaultdict(list)
+    seen = set()
+    for row in rows:
+        derived = (row.selection or {}).get("derived") or {}
+        if row.ok and derived.get("patch_sources") and (row.selector, row.ratio, row.seed) not in seen:
+            seen.add((row.selector, row.ratio, row.seed))
+            groups[(row.selector, row.ratio)].append(row)
+    out = []
+    for (selector, ratio), members in sorted(groups.items()):
+        kinds = sorted({k for r in members for k in r.selection["derived"]["patch_sources"]})
+        shares = {kind: mean_std(r.selection["derived"]["patch_sources"].get(kind, 0)
+                                 / max(1, sum(r.selection["derived"]["patch_sources"].values())) for r in members)[0]
+                  for kind in kinds}
+        proposers = sorted({str((r.selection.get("diagnostics") or {}).get("proposer", "?")) for r in members})
+        out.append({"selector": selector, "ratio": ratio, "n_seeds": len(members), "n_images": members[0].n_selected,
+                    "n_patches": sum(members[0].selection["derived"]["patch_sources"].values()),
+                    "proposer": ", ".join(proposers), "patch_share": shares})
+    return out
 
 
 def ranked_selectors(cells: list[dict[str, Any]]) -> list[str]:
@@ -458,12 +522,51 @@ def _validity_section(summary: dict[str, Any]) -> list[str]:
     return out
 
 
+def _derived_table(summary: dict[str, Any]) -> list[str]:
+    from tabulate import tabulate
+
+    rows = summary.get("derived") or []
+    if not rows:
+        return []
+    kinds = sorted({k for r in rows for k in r["patch_share"]})
+    table = [[r["selector"], f"{r['ratio']:g}", r["proposer"], str(r["n_images"]), str(r["n_patches"]),
+              *(f"{100 * r['patch_share'].get(k, 0.0):.1f}" for k in kinds)] for r in rows]
+    return ["## What the derived images were cut from (planted ground truth)", "",
+            "Generative selectors (e.g. `optidel`) train on new images built from patches of pool frames; share "
+            "of those patches cut from frames of each planted kind, in % (mean over seeds). The table above "
+            "counts their distinct source frames.", "",
+            tabulate(table, headers=["selector", "ratio", "proposer", "images", "patches",
+                                     *(f"from {k} %" for k in kinds)], tablefmt="github", disable_numparse=True), ""]
+
+
+def _cost_table(summary: dict[str, Any]) -> list[str]:
+    from tabulate import tabulate
+
+    rows = summary.get("costs") or []
+    if not rows:
+        return []
+    stages = sorted({k for r in rows for k in r if k.startswith("select_")})
+
+    def seconds(value: Any) -> str:
+        return "" if _nan(value) else f"{value:.1f}"
+
+    table = [[r["selector"], f"{r['ratio']:g}", str(r["n_seeds"]), seconds(r["selection"]),
+              *(seconds(r.get(stage)) for stage in stages), seconds(r["pretrain"]), seconds(r["task"])] for r in rows]
+    return ["## Cost (seconds, mean over seeds)", "",
+            "`selection` is what choosing the subset cost: the scoring model's warm-up (`select_warmup`, for "
+            "selectors that read the backbone) plus the selector's own stages where it reports them (compute "
+            "time, also when a stage was read from a cache), else its wall time. Pre-training and the (first) "
+            "task are apart.", "",
+            tabulate(table, headers=["selector", "ratio", "seeds", "selection", *stages, "pretrain", "task"],
+                     tablefmt="github", disable_numparse=True), ""]
+
+
 def render_markdown(summary: dict[str, Any]) -> str:
     lines = [f"# delbench report: {summary['protocol']} (protocol v{summary['protocol_version']})", "",
              f"- config sha256: `{summary['config_sha256']}`",
              f"- delbench {summary['delbench_version']}, summary schema {summary['schema_version']}", ""]
     lines += ["## Downstream scores", ""] + _score_tables(summary) + _reference_and_cross_tables(summary)
-    lines += _validity_section(summary) + _truth_table(summary)
+    lines += _validity_section(summary) + _truth_table(summary) + _derived_table(summary) + _cost_table(summary)
     if summary["failed"]:
         lines += ["## Failed cells", ""] + [
             f"- `{f['key']}`" + (f" ({f['stage']})" if f.get("stage") else "") + f": {f['error']}"

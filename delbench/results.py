@@ -7,6 +7,8 @@ A run directory holds::
     config.py         the resolved config (mmengine dump) that produced it
     results.jsonl     one row per finished cell (appended as each cell ends)
     subsets/*.npy     the selected indices of every (selector, ratio, seed), + subsets.json hashes
+    derived/<sha>/    a generative selector's images (<sha256>.png) and manifest.json, named by
+                      the manifest's sha256 (the row's subset_sha256); indexed in subsets.json
     summary.json      aggregated table (written atomically by `delbench report`)
     report.md         the Markdown report
     scores.png        score and NormDEL against the ratio, per selector
@@ -43,6 +45,8 @@ logger = logging.getLogger(__name__)
 #: a failed cell failed)
 SCHEMA_VERSION = "2.1"
 HEADER_FILE, ROWS_FILE, SUBSETS_FILE = "run.json", "results.jsonl", "subsets.json"
+#: where a run keeps derived subsets (generative selectors' images): ``derived/<manifest sha256>/``
+DERIVED_DIR = "derived"
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "scores.png"
 #: split files go to $DELBENCH_CACHE_DIR/splits (default ~/.cache/delbench/splits)
 CACHE_ENV = "DELBENCH_CACHE_DIR"
@@ -93,11 +97,17 @@ class ResultRow:
       (None: the end of pre-training);
     - the subset (``delbench.subset``): ``n_pool``, ``n_selected``, ``subset_sha256``,
       ``ids_sha256``, ``pool_ids_sha256``, ``selection`` (the selector's ``diagnostics`` and
-      the pool ``composition`` it kept, where the pool has planted kinds);
+      the pool ``composition`` it kept, where the pool has planted kinds; for a derived
+      subset ``n_selected`` counts its images, ``subset_sha256`` is its manifest's sha256,
+      the composition counts source frames and ``selection["derived"]`` gives the manifest's
+      path and ``patch_sources``, the patches cut from frames of each kind);
     - results: ``metric`` (the task's), ``higher_is_better`` (its direction), ``metrics``,
       ``normdel`` (None on reference rows), ``cross_dataset`` (test dataset → metrics),
       ``pretrain`` (steps, epochs, first/last loss), ``fit`` (the task's statistics);
-    - cost and provenance: ``time_s`` (seconds per stage: select, pretrain, task),
+    - cost and provenance: ``time_s`` (seconds per stage: select, pretrain, task; for a
+      selector that reads the backbone also ``select_warmup``, its scoring model's warm-up,
+      and ``select_<stage>`` for the stages a selector reports, e.g. OptiDEL's
+      ``select_proposal``, ``select_scoring``, ``select_synthesis``),
       ``started_at``, ``finished_at``, ``env``; ``error``, ``traceback`` and ``stage`` (the
       stage that failed: "select", "pretrain" or "evaluate") when failed.
     """
@@ -235,10 +245,16 @@ def atomic_write_json(path: str | Path, value: Any) -> None:
     atomic_write_text(path, dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+def cache_base() -> Path:
+    """The machine-wide cache: ``$DELBENCH_CACHE_DIR``, else ``~/.cache/delbench`` (split
+    files, OptiDEL's proposals and scores, ``delbench select``'s scoring warm-ups)."""
+    base = os.environ.get(CACHE_ENV)
+    return Path(base).expanduser() if base else Path("~/.cache/delbench").expanduser()
+
+
 def split_files_dir() -> Path:
     """Where split files go: ``$DELBENCH_CACHE_DIR/splits``, else ``~/.cache/delbench/splits``."""
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base).expanduser() if base else Path("~/.cache/delbench").expanduser()) / "splits"
+    return cache_base() / "splits"
 
 
 def write_split_file(record: Any, directory: str | Path | None = None) -> Path | None:
@@ -521,15 +537,34 @@ def _reopened_pool_ids(header: dict[str, Any]) -> tuple[list[str] | None, str | 
                       f"pass --no-pool to check the hashes alone")
 
 
+def _verify_derived_entry(run_dir: Path, entry: dict[str, Any], pool_ids: list[str] | None) -> list[str]:
+    """A derived subset of a run against its record: the manifest's sha256, every image's
+    pixels (``delbench.subset.verify_derived``), the image count, the ids digest and, with
+    ``pool_ids``, its sources in the pool."""
+    from delbench.subset import ids_sha256, verify_derived
+
+    manifest = run_dir / entry["manifest"]
+    problems = verify_derived(manifest.parent, entry["sha256"], pool_ids=pool_ids)
+    if problems or not manifest.is_file():
+        return [f"{entry['manifest']}: {p.replace(str(manifest.parent) + '/', '')}" for p in problems]
+    images = json.loads(manifest.read_bytes())["images"]
+    if len(images) != entry.get("n_selected"):
+        problems.append(f"{entry['manifest']}: {len(images)} images, recorded {entry.get('n_selected')}")
+    if ids_sha256(sorted(image["sha256"] for image in images)) != entry.get("ids_sha256"):
+        problems.append(f"{entry['manifest']}: its images' ids_sha256 differs from the recorded one")
+    return problems
+
+
 def verify_run(run_dir: str | Path, *, check_pool: bool = True) -> list[str]:
     """Recompute what a run's files let one recompute; return the problems (empty: all match).
 
     ``run.json``'s config_sha256 against its recorded protocol; every subset file's sha256
     and size against ``subsets/subsets.json``; every ok row against the subset it names
-    (``subset_sha256``, ``ids_sha256``, ``pool_ids_sha256``). With ``check_pool`` the pool is
-    re-opened from the recorded protocol: its ``pool_ids_sha256`` must still be the run's
-    (otherwise the pool changed or was reordered since), and each subset's indices must still
-    name the images it selected (``ids_sha256``).
+    (``subset_sha256``, ``ids_sha256``, ``pool_ids_sha256``); every derived subset's manifest
+    and images (an altered, missing or replaced image is reported). With ``check_pool`` the
+    pool is re-opened from the recorded protocol: its ``pool_ids_sha256`` must still be the
+    run's (otherwise the pool changed or was reordered since), and each subset's indices (a
+    derived subset's sources) must still name the images it selected (``ids_sha256``).
     """
     from delbench.config import protocol_sha256
     from delbench.subset import ids_sha256, selected_ids_sha256, subset_sha256
@@ -552,7 +587,10 @@ def verify_run(run_dir: str | Path, *, check_pool: bool = True) -> list[str]:
                             f"({len(pool_ids)} items now, {header.get('n_pool')} then)")
     subsets_path = run_dir / "subsets" / SUBSETS_FILE
     recorded = json.loads(subsets_path.read_text()) if subsets_path.is_file() else {}
-    for entry in sorted(recorded.values(), key=lambda e: e["file"]):
+    for entry in sorted(recorded.values(), key=lambda e: e.get("file") or e.get("manifest") or ""):
+        if entry.get("kind") == "derived":
+            problems += _verify_derived_entry(run_dir, entry, pool_ids)
+            continue
         file = run_dir / "subsets" / entry["file"]
         if not file.is_file():
             problems.append(f"subsets/{entry['file']}: missing")

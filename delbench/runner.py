@@ -58,11 +58,12 @@ from delbench.config import (EmbeddingSpec, PluginSpec, Protocol, ReferenceSpec,
 from delbench.distributed import world_from_env
 from delbench.errors import DelbenchError, StageTimeout, one_line
 from delbench.metrics import normdel, scene_nn_agreement
-from delbench.results import (HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, ResultRow, append_row,
-                              atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, lock_work_dir,
-                              read_header, read_rows, remove_orphan_temporaries, repair_rows_file,
+from delbench.results import (DERIVED_DIR, HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, ResultRow,
+                              append_row, atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text,
+                              lock_work_dir, read_header, read_rows, remove_orphan_temporaries, repair_rows_file,
                               write_split_file)
-from delbench.subset import Subset, check_embeddings, ids_sha256, run_selector, subset_sha256
+from delbench.subset import (DerivedSubset, Subset, check_embeddings, ids_sha256, load_derived, run_selector,
+                             subset_sha256)
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ class RunContext:
     datasets: dict[str, Any] = field(default_factory=dict)
     embeddings: np.ndarray | None = None
     embedding_backbone: Any = None
+    #: seconds the embedding/scoring backbone's warm-up took (recorded with it; 0: a checkpoint)
+    warmup_seconds: float = 0.0
     #: how well the selectors' embeddings know the pool's planted scenes (None: no ground truth)
     embedding_quality: dict[str, Any] | None = None
     #: clean images no cell pre-trains on, for the held-out reconstruction loss, and their name
@@ -185,30 +188,46 @@ def embedding_key(protocol: Protocol) -> str:
                   "optimizer": protocol.pretrain.optimizer, "batch": protocol.pretrain.batch_size})
 
 
-def embedding_backbone(ctx: RunContext):
-    """The backbone selectors see: the given checkpoint, or a short MAE warm-up on the pool."""
-    if ctx.embedding_backbone is not None:
-        return ctx.embedding_backbone
-    spec: EmbeddingSpec = ctx.protocol.embedding
-    directory = ctx.cache_dir / "embeddings" / embedding_key(ctx.protocol)
+def warmed_backbone(pool: Any, backbone: PluginSpec, *, checkpoint: str | None, warmup_steps: int, batch_size: int,
+                    optimizer: dict[str, Any], directory: Path, progress: bool = False) -> tuple[Any, float]:
+    """The backbone selectors see, and what it cost: the given ``checkpoint``, or
+    ``warmup_steps`` MAE steps on the whole pool (kept as ``directory/warmup.safetensors``,
+    with its seconds in ``warmup.json``, so a cached warm-up still reports its cost).
+    Returns ``(backbone, warm-up seconds)`` (0 for a checkpoint or no warm-up)."""
     # seeded here, not by whichever cell first needs features: the initial weights of the
     # warm-up (and so every embedding) must not depend on the cells that ran before
     _seed_everything(0)
-    backbone = plugins.create("backbone", ctx.protocol.backbone.name, ctx.protocol.backbone.params)
-    warm = directory / "warmup.safetensors"
-    if spec.checkpoint:
-        backbone.load(spec.checkpoint)
-    elif spec.warmup_steps:
+    model = plugins.create("backbone", backbone.name, backbone.params)
+    warm, record = directory / "warmup.safetensors", directory / "warmup.json"
+    seconds = 0.0
+    if checkpoint:
+        model.load(checkpoint)
+    elif warmup_steps:
         if warm.is_file():
-            backbone.load(warm)
+            model.load(warm)
+            seconds = float(json.loads(record.read_text())["seconds"]) if record.is_file() else float("nan")
         else:
-            logger.info("embedding backbone: %d MAE warm-up steps on the whole pool", spec.warmup_steps)
-            backbone.pretrain(ctx.pool, np.arange(len(ctx.pool)), steps=spec.warmup_steps,
-                              batch_size=ctx.protocol.pretrain.batch_size, seed=0,
-                              optimizer=ctx.protocol.pretrain.optimizer, progress=ctx.progress)
-            backbone.save(warm)
-    ctx.embedding_backbone = backbone
-    return backbone
+            logger.info("scoring/embedding backbone: %d MAE warm-up steps on the whole pool", warmup_steps)
+            started = time.perf_counter()
+            model.pretrain(pool, np.arange(len(pool)), steps=warmup_steps, batch_size=batch_size, seed=0,
+                           optimizer=optimizer, progress=progress)
+            seconds = time.perf_counter() - started
+            model.save(warm)
+            atomic_write_json(record, {"seconds": seconds, "steps": warmup_steps})
+    return model, seconds
+
+
+def embedding_backbone(ctx: RunContext):
+    """The backbone selectors see: the given checkpoint, or a short MAE warm-up on the pool
+    (its seconds in ``ctx.warmup_seconds``)."""
+    if ctx.embedding_backbone is not None:
+        return ctx.embedding_backbone
+    spec: EmbeddingSpec = ctx.protocol.embedding
+    ctx.embedding_backbone, ctx.warmup_seconds = warmed_backbone(
+        ctx.pool, ctx.protocol.backbone, checkpoint=spec.checkpoint, warmup_steps=spec.warmup_steps,
+        batch_size=ctx.protocol.pretrain.batch_size, optimizer=ctx.protocol.pretrain.optimizer,
+        directory=ctx.cache_dir / "embeddings" / embedding_key(ctx.protocol), progress=ctx.progress)
+    return ctx.embedding_backbone
 
 
 def pool_embeddings(ctx: RunContext) -> np.ndarray:
@@ -255,7 +274,8 @@ def pool_embeddings(ctx: RunContext) -> np.ndarray:
 
 # --- stage 2: selection -------------------------------------------------------------------
 def _composition(pool: Any, indices: np.ndarray) -> dict[str, dict[str, int]] | None:
-    """Per planted kind: how many frames the pool has and how many the subset kept."""
+    """Per planted kind: how many frames the pool has and how many the subset kept (for a
+    derived subset: how many were a source of at least one of its images)."""
     kinds = pool.metadata().get("kind") if hasattr(pool, "metadata") else None
     if kinds is None:
         return None
@@ -266,8 +286,21 @@ def _composition(pool: Any, indices: np.ndarray) -> dict[str, dict[str, int]] | 
             for k in np.unique(kinds)}
 
 
+def _patch_sources(pool: Any, subset: DerivedSubset) -> dict[str, int] | None:
+    """Per planted kind: how many of a derived subset's patches were cut from frames of it."""
+    kinds = pool.metadata().get("kind") if hasattr(pool, "metadata") else None
+    if kinds is None:
+        return None
+    cut_from = [str(kinds[int(s["index"])]) for image in subset.manifest["images"] for s in image["sources"]]
+    return {str(k): cut_from.count(str(k)) for k in np.unique(np.asarray(kinds).astype(str))}
+
+
 def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: int) -> tuple[Subset, dict[str, Any]]:
-    """Run (or reload) one selection; returns the subset and selection facts for the rows."""
+    """Run (or reload) one selection; returns the subset and selection facts for the rows.
+
+    An index subset is saved as ``subsets/<name>.npy``; a derived one (a generative
+    selector's images) under ``derived/<manifest sha256>/``. Either way ``subsets/<name>.json``
+    holds its facts and ``subsets/subsets.json`` indexes it for ``verify``."""
     label = selector_label(selector)
     # readable, plus a hash of the exact label: sanitising alone could map two labels to one file
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}_ratio{ratio:g}_seed{seed}") + f"_{_hash([label, ratio, seed], 8)}"
@@ -275,13 +308,12 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
     index_path = directory / f"{name}.npy"
     meta_path = directory / f"{name}.json"
     cls = plugins.get("selector", selector.name)
-    if meta_path.is_file() and index_path.is_file():  # resume: selections are deterministic
+    if meta_path.is_file():  # resume: selections are deterministic
         meta = json.loads(meta_path.read_text())
-        indices = np.load(index_path, allow_pickle=False)
-        if subset_sha256(indices) == meta["sha256"] and meta.get("pool_ids_sha256") == ctx.pool_ids_sha256:
-            return Subset(indices, meta["sha256"], meta["ids_sha256"], meta["pool_ids_sha256"],
-                          meta.get("diagnostics", {}), meta["select_seconds"]), meta
-        logger.warning("subset file %s does not match its hash or the pool; selecting again", index_path)
+        reloaded = _reload_subset(ctx, meta, index_path)
+        if reloaded is not None:
+            return reloaded, meta
+        logger.warning("subset %s does not match its hash or the pool; selecting again", meta_path)
     requires_embeddings = getattr(cls, "requires_embeddings", False)
     requires_backbone = getattr(cls, "requires_backbone", False)
     # shared inputs are made before the selector's clock starts: they serve every cell
@@ -289,15 +321,21 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
     backbone = embedding_backbone(ctx) if requires_backbone else None
     with stage_deadline("select", ctx.protocol.execution.timeout("select")):
         subset = run_selector(cls(), ctx.pool, ratio, seed=seed, params=selector.params, pool_ids=ctx.pool_ids,
-                              embeddings=embeddings, backbone=backbone)
+                              embeddings=embeddings, backbone=backbone, output_dir=ctx.work_dir / DERIVED_DIR)
     meta = {"selector": selector.name, "label": label, "selector_version": str(getattr(cls, "version", "0")),
-            "params": selector.params, "ratio": ratio, "seed": seed, "n_pool": len(ctx.pool),
+            "params": selector.params, "ratio": ratio, "seed": seed, "n_pool": len(ctx.pool), "kind": subset.kind,
             "n_selected": subset.size, "sha256": subset.sha256, "ids_sha256": subset.ids_sha256,
-            "pool_ids_sha256": subset.pool_ids_sha256, "file": index_path.name,
-            "select_seconds": subset.time_s, "diagnostics": subset.diagnostics,
-            "composition": _composition(ctx.pool, subset.indices),
+            "pool_ids_sha256": subset.pool_ids_sha256, "select_seconds": subset.time_s,
+            # the scoring model's warm-up is part of what a backbone-reading selection costs
+            "warmup_seconds": ctx.warmup_seconds if requires_backbone else None,
+            "diagnostics": subset.diagnostics, "composition": _composition(ctx.pool, subset.indices),
             "embedding_quality": ctx.embedding_quality if requires_embeddings else None}
-    atomic_save_npy(index_path, subset.indices)
+    if isinstance(subset, DerivedSubset):
+        meta["manifest"] = subset.manifest_path.relative_to(ctx.work_dir).as_posix()
+        meta["patch_sources"] = _patch_sources(ctx.pool, subset)
+    else:
+        meta["file"] = index_path.name
+        atomic_save_npy(index_path, subset.indices)
     atomic_write_json(meta_path, meta)
     _record_subset(directory, name, meta)
     return subset, meta
@@ -312,11 +350,30 @@ def rebuild_subset_index(work_dir: Path) -> None:
             _record_subset(directory, meta_path.stem, json.loads(meta_path.read_text()))
 
 
+def _reload_subset(ctx: RunContext, meta: dict[str, Any], index_path: Path) -> Subset | None:
+    """A saved selection, if it still matches its hashes and this pool; else None."""
+    if meta.get("pool_ids_sha256") != ctx.pool_ids_sha256:
+        return None
+    if meta.get("kind") == "derived":
+        try:
+            return load_derived((ctx.work_dir / meta["manifest"]).parent, meta["sha256"],
+                                diagnostics=meta.get("diagnostics", {}), time_s=meta["select_seconds"])
+        except DelbenchError:
+            return None
+    if not index_path.is_file():
+        return None
+    indices = np.load(index_path, allow_pickle=False)
+    if subset_sha256(indices) != meta["sha256"]:
+        return None
+    return Subset(indices, meta["sha256"], meta["ids_sha256"], meta["pool_ids_sha256"],
+                  meta.get("diagnostics", {}), meta["select_seconds"])
+
+
 def _record_subset(directory: Path, name: str, meta: dict[str, Any]) -> None:
     index = directory / SUBSETS_FILE
     entries = json.loads(index.read_text()) if index.is_file() else {}
-    entries[name] = {k: meta[k] for k in ("file", "sha256", "ids_sha256", "pool_ids_sha256", "n_selected", "selector",
-                                          "ratio", "seed")}
+    entries[name] = {k: meta[k] for k in ("kind", "file", "manifest", "sha256", "ids_sha256", "pool_ids_sha256",
+                                          "n_selected", "selector", "ratio", "seed") if k in meta}
     atomic_write_json(index, entries)
 
 
@@ -354,8 +411,9 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
 
     resume_dir = directory / "resume"
     started = time.perf_counter()
+    dataset, indices = subset.training_set(ctx.pool)  # a derived subset trains on its own images
     with stage_deadline("pretrain", protocol.execution.timeout("pretrain")):
-        stats = backbone.pretrain(ctx.pool, subset.indices, steps=steps, batch_size=protocol.pretrain.batch_size,
+        stats = backbone.pretrain(dataset, indices, steps=steps, batch_size=protocol.pretrain.batch_size,
                                   seed=seed, optimizer=protocol.pretrain.optimizer, progress=ctx.progress,
                                   on_step=save_intermediate, **_resume_arguments(backbone, resume_dir, protocol),
                                   **_precision_argument(backbone, protocol))
@@ -549,11 +607,14 @@ def _row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation | B
         row.n_selected, row.subset_sha256 = subset.size, subset.sha256
         row.ids_sha256, row.pool_ids_sha256 = subset.ids_sha256, subset.pool_ids_sha256
         row.selection = {"diagnostics": meta.get("diagnostics", {}), "composition": meta.get("composition")}
+        if meta.get("kind") == "derived":
+            row.selection["derived"] = {"manifest": meta["manifest"], "n_images": subset.size,
+                                        "patch_sources": meta.get("patch_sources")}
         row.pretrain = {k: pre.get(k) for k in ("steps", "epochs", "loss_first", "loss_last",
                                                 "heldout_recon_loss", "heldout", "precision")}
         if meta.get("embedding_quality"):
             row.selection["embedding_quality"] = meta["embedding_quality"]
-        row.time_s = {"select": meta.get("select_seconds"), "pretrain": pre["seconds"]}
+        row.time_s = {"select": meta.get("select_seconds"), "pretrain": pre["seconds"], **_selection_costs(meta)}
     if isinstance(outcome, Evaluation):
         row.metrics, row.fit, row.cross_dataset = outcome.metrics, outcome.fit, outcome.cross_dataset
         row.normdel = outcome.normdel
@@ -564,6 +625,19 @@ def _row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation | B
         logger.error("cell %s failed in %s: %s", cell.key, stage, row.error)
         row.traceback = "".join(traceback.format_exception(type(outcome), outcome, outcome.__traceback__))[-4000:]
     return row
+
+
+def _selection_costs(meta: dict[str, Any]) -> dict[str, float]:
+    """The selection's cost by stage, for ``row.time_s``: ``select_warmup`` (the scoring
+    model's warm-up, for selectors that read the backbone) and ``select_<stage>`` for each
+    stage a selector reports in ``diagnostics['stage_cost_seconds']`` (compute seconds; a
+    stage that came from a cache counts what it cost when computed)."""
+    costs = {}
+    if meta.get("warmup_seconds") is not None:
+        costs["select_warmup"] = float(meta["warmup_seconds"])
+    for stage, seconds in ((meta.get("diagnostics") or {}).get("stage_cost_seconds") or {}).items():
+        costs[f"select_{stage}"] = float(seconds)
+    return costs
 
 
 def _version(kind: str, name: str) -> str:

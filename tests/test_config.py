@@ -93,9 +93,10 @@ def test_selectors_may_run_more_seeds_than_the_protocol():
     from delbench.runner import plan_cells
     protocol, _ = load_protocol(VALIDITY)
     seeds = {s.name: protocol.selector_seeds(s) for s in protocol.selectors}
-    assert seeds["oracle"] == seeds["anti_oracle"] == protocol.seeds == tuple(range(8)) and seeds["meddel"] == (0, 1, 2)
+    assert seeds["oracle"] == seeds["anti_oracle"] == protocol.seeds == tuple(range(8))
+    assert seeds["meddel"] == seeds["optidel"] == (0, 1, 2)
     cells = plan_cells(protocol)
-    assert len(cells) == (3 * 8 + 3) * 2  # bracket selectors 8 seeds, meddel 3, at two ratios
+    assert len(cells) == (3 * 8 + 3 + 3) * 2  # bracket selectors 8 seeds, meddel and optidel 3, at two ratios
     assert len({c.key for c in cells}) == len(cells)
     assert "seeds" not in protocol.to_dict()["selectors"][0]  # unset: the hash of older protocols holds
     assert protocol.to_dict()["selectors"][3]["seeds"] == [0, 1, 2]

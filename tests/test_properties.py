@@ -67,7 +67,10 @@ def _embeddings(kind: str, rows: np.ndarray, base: np.ndarray, fill: float) -> n
     return out
 
 
-SELECTORS = sorted(plugins.registries()["selector"].names())
+#: index selectors; a generative one (``produces_derived``, e.g. optidel) writes images from a
+#: scoring model and has its own degenerate-pool tests (tests/test_optidel.py)
+SELECTORS = sorted(name for name in plugins.registries()["selector"].names()
+                   if not getattr(plugins.get("selector", name), "produces_derived", False))
 
 
 @pytest.mark.parametrize("name", SELECTORS)

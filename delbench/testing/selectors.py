@@ -13,6 +13,10 @@ float32 embeddings (one cluster per scene, invalid frames scattered). Selectors 
 ``requires_backbone = True`` receive ``backbone=`` a :class:`FakeBackbone`, which offers
 ``reconstruction_loss(images, *, seed) -> (B,) float32`` and ``embed(images) -> (B, D) float32``.
 
+A selector that ``produces_derived`` (writes new images, e.g. ``optidel``) is given an
+``output_dir`` in a temporary directory the checks own; its subsets are compared by their
+manifest sha256 and sized by their image count (its ``indices`` are the source items).
+
 The checks: ``check_attributes``; ``check_exact_size`` (ratios 1/n, 0.001, 0.05, 0.2, 1/3,
 0.5, 1.0 — only ``fixed_ratio`` when set — each giving exactly ``subset_size(n, ratio)``
 sorted, unique, in-range int64 indices); ``check_fixed_ratio_rejects_others`` (another
@@ -30,13 +34,14 @@ Every check raises ``AssertionError`` whose message starts with the check's name
 from __future__ import annotations
 
 import functools
+import tempfile
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from delbench.errors import DelbenchError, SelectionError
-from delbench.subset import call_selector, run_selector, subset_size
+from delbench.subset import Subset, call_selector, run_selector, subset_size
 from delbench.testing.checks import named_check
 from delbench.testing.fixtures import FakeBackbone, PoolView, clustered_embeddings, make_contract_pool
 
@@ -66,7 +71,16 @@ class _Harness:
         self.requires_backbone = bool(getattr(selector_cls, "requires_backbone", False))
         self.fixed_ratio = getattr(selector_cls, "fixed_ratio", None)
         self.deterministic_in_seed = bool(getattr(selector_cls, "deterministic_in_seed", False))
+        self.produces_derived = bool(getattr(selector_cls, "produces_derived", False))
         self._pool, self._embeddings = pool, embeddings
+
+    @functools.cached_property
+    def output_dir(self) -> str | None:
+        """Where a generative selector's images go (removed with the harness)."""
+        if not self.produces_derived:
+            return None
+        self._scratch = tempfile.TemporaryDirectory(prefix="delbench-check-")
+        return self._scratch.name
 
     @functools.cached_property
     def base(self) -> _Case:
@@ -105,13 +119,14 @@ class _Harness:
 
     def call(self, case: _Case, ratio: float, *, seed: int = 0, embeddings: Any = "case") -> Any:
         """What ``select`` returns, unchecked (the inputs are what is being tested)."""
-        return call_selector(ratio=ratio, seed=seed, **self._inputs(case, embeddings))
+        output_dir = tempfile.mkdtemp(dir=self.output_dir) if self.produces_derived else None
+        return call_selector(ratio=ratio, seed=seed, output_dir=output_dir, **self._inputs(case, embeddings))
 
-    def selected(self, case: _Case, ratio: float, *, seed: int = 0) -> np.ndarray:
+    def selected(self, case: _Case, ratio: float, *, seed: int = 0) -> Subset:
         """Run the selector as the runner does (``run_selector``) and check its output against
-        the contract; return the indices."""
+        the contract; return the subset (``indices``; ``sha256`` identifies either kind)."""
         try:
-            return run_selector(ratio=ratio, seed=seed, **self._inputs(case, "case")).indices
+            return run_selector(ratio=ratio, seed=seed, output_dir=self.output_dir, **self._inputs(case, "case"))
         except SelectionError as exc:
             raise AssertionError(f"{exc} (ratio {ratio}, n {len(case.pool)}, seed {seed})") from exc
 
@@ -137,8 +152,8 @@ def check_attributes(h: _Harness) -> None:
 def check_exact_size(h: _Harness) -> None:
     case = h.base
     for ratio in h.ratios(len(case.pool)):
-        indices = h.selected(case, ratio)
-        assert indices.size == subset_size(len(case.pool), ratio)
+        subset = h.selected(case, ratio)
+        assert subset.size == subset_size(len(case.pool), ratio)
 
 
 def check_fixed_ratio_rejects_others(h: _Harness) -> None:
@@ -148,14 +163,19 @@ def check_fixed_ratio_rejects_others(h: _Harness) -> None:
     h.expect_selection_error(f"ratio {other} for a selector with fixed_ratio {h.fixed_ratio}", h.base, other)
 
 
+def _difference(first: Subset, second: Subset) -> str:
+    if first.kind == "derived":
+        return f"manifest sha256 {first.sha256[:12]} vs {second.sha256[:12]}"
+    return f"{first.size} indices, {np.setxor1d(first.indices, second.indices).size} not shared"
+
+
 def check_deterministic(h: _Harness) -> None:
     for ratio in h.ratios(len(h.base.pool))[-3:]:
         for seed in (0, 7):
             first = h.selected(h.base, ratio, seed=seed)
             second = h.selected(h.base, ratio, seed=seed)
-            assert np.array_equal(first, second), (
-                f"two runs with seed {seed} at ratio {ratio} differ ({first.size} indices, "
-                f"{np.setxor1d(first, second).size} not shared)")
+            assert first.sha256 == second.sha256, (
+                f"two runs with seed {seed} at ratio {ratio} differ ({_difference(first, second)})")
 
 
 def check_seed_sensitivity(h: _Harness) -> None:
@@ -164,8 +184,8 @@ def check_seed_sensitivity(h: _Harness) -> None:
     ratio = h.fixed_ratio if h.fixed_ratio is not None else SEED_SENSITIVITY_RATIO
     if float(ratio) == 1.0:
         return  # every seed must return the whole pool
-    results = [h.selected(h.base, ratio, seed=seed) for seed in SEED_SENSITIVITY_SEEDS]
-    assert any(not np.array_equal(results[0], other) for other in results[1:]), (
+    results = [h.selected(h.base, ratio, seed=seed).sha256 for seed in SEED_SENSITIVITY_SEEDS]
+    assert any(results[0] != other for other in results[1:]), (
         f"seeds {list(SEED_SENSITIVITY_SEEDS)} all give the same subset at ratio {ratio}; if the "
         f"method ignores the seed by design, set the class attribute deterministic_in_seed = True")
 
@@ -173,22 +193,25 @@ def check_seed_sensitivity(h: _Harness) -> None:
 def check_empty_pool(h: _Harness) -> None:
     case = h.view(np.zeros(0, np.int64))
     for ratio in h.few_ratios():
-        indices = h.selected(case, ratio)
-        assert indices.size == 0, f"an empty pool gave {indices.size} indices"
+        subset = h.selected(case, ratio)
+        assert subset.size == 0, f"an empty pool gave {subset.size} items"
 
 
 def check_one_item_pool(h: _Harness) -> None:
     case = h.view(np.zeros(1, np.int64))
     for ratio in h.few_ratios():
-        indices = h.selected(case, ratio)
-        assert indices.tolist() == [0], f"a one-item pool at ratio {ratio} gave {indices.tolist()}, expected [0]"
+        subset = h.selected(case, ratio)
+        what = "images built from items" if subset.kind == "derived" else "indices"
+        assert subset.size == 1 and subset.indices.tolist() == [0], (
+            f"a one-item pool at ratio {ratio} gave {subset.size} {what} {subset.indices.tolist()}, expected "
+            f"one from [0]")
 
 
 def check_duplicate_only_pool(h: _Harness) -> None:
     case = h.view(np.zeros(40, np.int64))  # 40 copies of item 0: equal images and embeddings
     for ratio in h.few_ratios():
         first = h.selected(case, ratio, seed=3)
-        assert np.array_equal(first, h.selected(case, ratio, seed=3)), (
+        assert first.sha256 == h.selected(case, ratio, seed=3).sha256, (
             f"a duplicate-only pool at ratio {ratio} gives different subsets for the same seed")
 
 

@@ -324,6 +324,20 @@ class TimmMAE(Backbone):
     #: ``precision`` values of :meth:`pretrain`: fp32, or bf16 autocast (CUDA only)
     precision_choices = ("fp32", "bf16")
 
+    def fingerprint(self) -> str:
+        """sha256 over every tensor of the MAE (encoder and decoder: both shape the
+        reconstruction loss), with the loss settings, in state-dict order."""
+        import hashlib
+
+        import torch
+
+        digest = hashlib.sha256(f"{self.mask_ratio}|{self.norm_pix_loss}|{self.image_size}".encode())
+        for key, tensor in self.mae.state_dict().items():
+            value = tensor.detach().cpu().contiguous()
+            digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}".encode())
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes, any dtype
+        return digest.hexdigest()
+
     def pretrain(self, pool: Dataset, indices: np.ndarray, *, steps: int, batch_size: int, seed: int,
                  optimizer: Mapping[str, Any], progress: bool = False,
                  on_step=None, resume_dir: str | Path | None = None, checkpoint_every: int = 0,
