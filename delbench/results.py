@@ -8,8 +8,9 @@ A run directory holds::
     results.jsonl     one row per finished cell (appended as each cell ends)
     subsets/*.npy     the selected indices of every (selector, ratio, seed), + subsets.json hashes
     summary.json      aggregated table (written atomically by `delbench report`)
-    report.md         the Markdown report
-    scores.png        score and NormDEL against the ratio, per selector
+    report.md         the Markdown report (report.html: the same, self-contained)
+    scores.png        score and NormDEL against the ratio, per selector (and the other
+                      figures of delbench.plots)
     .delbench.lock    the work-dir lock (pid, host, start time of the run holding it)
 
 Rows are never rewritten: a re-run cell (a failed one retried on ``--resume``) appends a
@@ -34,7 +35,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from delbench.errors import DelbenchError, LockError, WriteError
+from delbench.errors import DelbenchError, LockError, WriteError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 SCHEMA_VERSION = "2.1"
 HEADER_FILE, ROWS_FILE, SUBSETS_FILE = "run.json", "results.jsonl", "subsets.json"
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "scores.png"
+HTML_FILE = "report.html"
 #: split files go to $DELBENCH_CACHE_DIR/splits (default ~/.cache/delbench/splits)
 CACHE_ENV = "DELBENCH_CACHE_DIR"
 
@@ -552,12 +554,20 @@ def verify_run(run_dir: str | Path, *, check_pool: bool = True) -> list[str]:
                             f"({len(pool_ids)} items now, {header.get('n_pool')} then)")
     subsets_path = run_dir / "subsets" / SUBSETS_FILE
     recorded = json.loads(subsets_path.read_text()) if subsets_path.is_file() else {}
-    for entry in sorted(recorded.values(), key=lambda e: e["file"]):
+    for entry in sorted(recorded.values(), key=lambda e: str(e.get("file"))):
+        if not isinstance(entry.get("file"), str) or Path(entry["file"]).name != entry["file"] \
+                or entry["file"].startswith("."):  # a name from the file, never a path to read elsewhere
+            problems.append(f"subsets/{SUBSETS_FILE}: file name {entry.get('file')!r} is not a plain file name")
+            continue
         file = run_dir / "subsets" / entry["file"]
         if not file.is_file():
             problems.append(f"subsets/{entry['file']}: missing")
             continue
-        indices = np.load(file, allow_pickle=False)
+        try:
+            indices = np.load(file, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # object arrays (pickles) are refused, never loaded
+            problems.append(f"subsets/{entry['file']}: not a readable numeric .npy ({one_line(str(exc))})")
+            continue
         actual = subset_sha256(indices)
         if actual != entry["sha256"]:
             problems.append(f"subsets/{entry['file']}: sha256 {actual} != recorded {entry['sha256']}")

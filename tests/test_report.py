@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from delbench.plots import draw_figures
 from delbench.report import render_markdown, summarize, validity_verdict, write_report
 from delbench.results import HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, ResultRow, append_row
 
@@ -66,9 +67,11 @@ def test_write_report_is_atomic_and_complete(tmp_path):
     (tmp_path / HEADER_FILE).write_text(json.dumps(HEADER))
     for row in ROWS:
         append_row(tmp_path / ROWS_FILE, row)
-    summary_path, report_path = write_report(tmp_path)
+    report = write_report(tmp_path)
+    summary_path, report_path = report.files["json"], report.files["md"]
     assert json.loads(summary_path.read_text())["config_sha256"] == "ab" * 32
-    assert report_path.read_text() == GOLDEN.read_text() + "\n![scores against ratio](scores.png)\n"
+    figures = "\n".join(f"![{caption}]({path.name})\n" for path, caption in draw_figures(report.summary, tmp_path))
+    assert report_path.read_text() == GOLDEN.read_text() + "\n## Figures\n\n" + figures.rstrip() + "\n"
     assert (tmp_path / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -134,7 +137,7 @@ def test_validity_bracket_passes_by_hand():
     assert markdown.index("## Downstream scores") < markdown.index("## Validity") < markdown.index(
         "## What the selections removed")
     section = markdown.split("## Validity", 1)[1].split("## What the selections removed", 1)[0]
-    assert "95 % Student-t interval (α = 0.05)" in section
+    assert "95 % Student-t interval (significance level 0.05)" in section
     assert "| 0.05    | 82.00 [77.03, 86.97], n=3 |" in section
     assert "+11.00 ± 2.48 (min +10.00)" in section and "+19.00 ± 2.48 (min +18.00)" in section
     assert "Bracket check: PASSED at ratio 0.05." in section
@@ -186,8 +189,7 @@ def test_validity_with_one_seed_needs_two(tmp_path):
     (tmp_path / HEADER_FILE).write_text(json.dumps(HEADER))
     for row in rows:
         append_row(tmp_path / ROWS_FILE, row)
-    summary_path, report_path = write_report(tmp_path)
-    loaded = json.loads(summary_path.read_text())
+    loaded = json.loads(write_report(tmp_path).files["json"].read_text())
     assert loaded["validity"]["bracket"][0]["gaps"]["oracle-random"]["half_width"] is None
     assert render_markdown(loaded).split("## Validity")[1] == render_markdown(summary).split("## Validity")[1]
     assert validity_verdict(loaded) == validity_verdict(summary)
