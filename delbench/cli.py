@@ -179,9 +179,11 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     out = write_submission(args.run_dir, args.out)
     print(f"written: {out}")
-    result = verify(out, check_pool=False)
+    result = verify(out, reference=_reference_protocol(args), check_pool=False, require_reference=False)
     for problem in result.problems:
         print(f"FAIL {problem}")
+    for note in result.notes:
+        print(f"note: {note}")
     if result.problems:
         print(f"{len(result.problems)} problem(s): `delbench verify {out}` will reject this submission")
         return 1
@@ -275,12 +277,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="exit 2 unless the bracket check (oracle > random > anti_oracle) passed")
     p.set_defaults(func=cmd_report)
 
-    def protocol_options(p: argparse.ArgumentParser) -> None:
+    def protocol_options(p: argparse.ArgumentParser, pool: bool = True) -> None:
         p.add_argument("--protocol", metavar="FILE",
                        help="the protocol to check settings against (default: benchmarks/<protocol name>.py)")
         p.add_argument("--cfg-options", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for --protocol")
-        p.add_argument("--no-pool", action="store_true",
-                       help="do not re-open the pool here (its data may be elsewhere); hashes are still checked")
+        if pool:
+            p.add_argument("--no-pool", action="store_true",
+                           help="do not re-open the pool here (its data may be elsewhere); hashes are still checked")
 
     p = sub.add_parser("verify", help="recompute and check everything a run directory or submission records")
     p.add_argument("target", metavar="RUN_DIR|SUB.tar.gz")
@@ -294,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("submit", help="pack a run directory as a verifiable submission archive")
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, metavar="SUB.tar.gz")
+    protocol_options(p, pool=False)
     p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("leaderboard", help="rank verified submissions of one protocol (Markdown and HTML)")

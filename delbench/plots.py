@@ -60,6 +60,24 @@ def _line_with_band(axis: Any, xs: list[float], cells: list[dict[str, Any]], fie
             axis.errorbar([x], [mean], yerr=[[mean - low], [high - mean]], color=colour, capsize=3, linewidth=1)
 
 
+def _scale(axis: Any, which: str, values: list[float], ticks: list[float] | None = None) -> None:
+    """A log scale with plain tick labels (0.05, not 5×10⁻²) where ``values`` span a decade or
+    more, else a linear one (a log axis over a narrow range shows no readable labels);
+    ``ticks`` puts the labels at those values (e.g. the protocol's ratios)."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    positive = [v for v in values if v > 0]
+    spread = max(positive) / min(positive) if positive else 1.0
+    part = axis.xaxis if which == "x" else axis.yaxis
+    if spread < 10 and ticks is None:
+        return
+    (axis.set_xscale if which == "x" else axis.set_yscale)("log")
+    part.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    part.set_minor_formatter(NullFormatter())
+    if ticks is not None:
+        (axis.set_xticks if which == "x" else axis.set_yticks)(sorted(set(ticks)))
+
+
 def _save(figure: Any, path: Path) -> Path:
     plt = _pyplot()
     try:
@@ -90,7 +108,7 @@ def plot_scores(summary: dict[str, Any], path: Path) -> Path | None:
                                 selector)
         for column, label in enumerate((f"{metric} %", "NormDEL %")):
             axis = axes[row][column]
-            axis.set_xscale("log")
+            _scale(axis, "x", [c["ratio"] for c in mine], ticks=[c["ratio"] for c in mine])
             axis.set_xlabel("retained ratio R (log scale)")
             axis.set_ylabel(label)
             axis.set_title(f"{task_dataset} / {task}: {label.split()[0]}")
@@ -176,6 +194,10 @@ def plot_cross_dataset(summary: dict[str, Any], path: Path) -> Path | None:
         groups[(cell["task"], cell["metric"], cell["selector"], cell["ratio"])].append(cell)
     columns = min(3, len(groups))
     rows = math.ceil(len(groups) / columns)
+    # one colour scale for every panel, so selections compare by colour (random against MedDEL in the paper)
+    every = [100 * c["score_mean"] for c in cross] + [100 * c["score_mean"] for c in _final(summary)
+                                                      if any(c["task"] == x["task"] for x in cross)]
+    low, high = min(every), max(every)
     figure, axes = plt.subplots(rows, columns, figsize=(5.2 * columns, 4.4 * rows), squeeze=False)
     for index, ((task, metric, selector, ratio), cells) in enumerate(sorted(groups.items())):
         axis = axes[index // columns][index % columns]
@@ -186,10 +208,12 @@ def plot_cross_dataset(summary: dict[str, Any], path: Path) -> Path | None:
         values = {(c["train_dataset"], c["test_dataset"]): c["score_mean"] for c in cells}
         matrix = np.array([[values.get((a, b), own.get(a) if a == b else None) for b in tests] for a in trains],
                           dtype=float) * 100
-        image = axis.imshow(matrix, cmap="viridis", vmin=np.nanmin(matrix), vmax=np.nanmax(matrix))
+        image = axis.imshow(matrix, cmap="viridis", vmin=low, vmax=high, aspect="auto")
         for (i, j), value in np.ndenumerate(matrix):
-            if math.isfinite(value):
-                axis.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=8, color="white")
+            if math.isfinite(value):  # dark text on the bright end of viridis, light on the dark end
+                bright = high > low and (value - low) / (high - low) > 0.6
+                axis.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=9,
+                          color="black" if bright else "white")
         axis.set_xticks(range(len(tests)), tests, rotation=30, ha="right", fontsize=7)
         axis.set_yticks(range(len(trains)), trains, fontsize=7)
         axis.set_xlabel("tested on")
@@ -203,8 +227,8 @@ def plot_cross_dataset(summary: dict[str, Any], path: Path) -> Path | None:
 
 
 def plot_timing(summary: dict[str, Any], path: Path) -> Path | None:
-    """Selection time against pre-training time per selection (means over seeds), log-log:
-    what a selector costs next to what it saves."""
+    """Selection time against pre-training time per selection (means over seeds; log axes
+    where the times span a decade): what a selector costs next to what it saves."""
     cells = [c for c in _final(summary)
              if _finite((c.get("time_s") or {}).get("select")) and _finite((c.get("time_s") or {}).get("pretrain"))]
     if not cells:
@@ -221,10 +245,12 @@ def plot_timing(summary: dict[str, Any], path: Path) -> Path | None:
         axis.scatter(xs, ys, color=colour, marker=marker, label=selector, s=36)
         for x, y, c in zip(xs, ys, mine):
             axis.annotate(f"{c['ratio']:g}", (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
-    axis.set_xscale("log")
-    axis.set_yscale("log")
-    axis.set_xlabel("selection time (s, log scale)")
-    axis.set_ylabel("pre-training time (s, log scale)")
+    selection = [max(floor, c["time_s"]["select"]) for c in cells]
+    pretraining = [max(floor, c["time_s"]["pretrain"]) for c in cells]
+    _scale(axis, "x", selection)
+    _scale(axis, "y", pretraining)
+    axis.set_xlabel("selection time (s)" + (" (log scale)" if axis.get_xscale() == "log" else ""))
+    axis.set_ylabel("pre-training time (s)" + (" (log scale)" if axis.get_yscale() == "log" else ""))
     axis.set_title("Selection time vs pre-training time (labels: ratio)")
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
@@ -280,7 +306,7 @@ FIGURES = (
     Figure("epochs.png", plot_epochs, "Score against the pre-training epoch at the intermediate checkpoints"),
     Figure("cross_dataset.png", plot_cross_dataset, "Cross-dataset heat map: fine-tuned on the row's dataset, "
                                                     "tested on the column's"),
-    Figure("timing.png", plot_timing, "Selection time against pre-training time per selection (log-log)"),
+    Figure("timing.png", plot_timing, "Selection time against pre-training time per selection (means over seeds)"),
     Figure("ground_truth.png", plot_ground_truth, "Planted ground truth on the synthetic pool: core frames kept, "
                                                   "invalid and near-duplicate frames removed per selection"),
 )

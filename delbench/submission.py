@@ -47,7 +47,6 @@ import tarfile
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -151,7 +150,7 @@ def write_submission(run_dir: str | Path, out: str | Path) -> Path:
     """Pack ``run_dir`` as a submission (module docstring) into the gzip tarball ``out``.
 
     The archive is reproducible: members sorted by name, owner 0, mode 0644, time 0, and a
-    gzip header without a time, so the same run gives the same bytes.
+    gzip header without a time or name, so the same run gives the same bytes.
     """
     run_dir, out = Path(run_dir), Path(out)
     header = read_header(run_dir)
@@ -159,7 +158,6 @@ def write_submission(run_dir: str | Path, out: str | Path) -> Path:
     manifest = {"format": SUBMISSION_FORMAT, "protocol": header.get("protocol"),
                 "protocol_version": header.get("protocol_version"), "config_sha256": header.get("config_sha256"),
                 "delbench_version": header.get("delbench_version"),
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "files": {name: {"sha256": _sha256(data), "bytes": len(data)} for name, data in sorted(files.items())}}
     files[MANIFEST_FILE] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
     with atomic_path(out) as tmp:
@@ -549,12 +547,13 @@ def _rerun(directory: Path, header: dict[str, Any], protocol: Any, rows: list[Re
 
 
 def verify(target: str | Path, *, reference: Any = None, check_pool: bool = True, rerun: int = 0, rerun_seed: int = 0,
-           tolerance: float = DEFAULT_TOLERANCE) -> Verification:
+           tolerance: float = DEFAULT_TOLERANCE, require_reference: bool | None = None) -> Verification:
     """Verify a run directory or a submission (archive or extracted folder); module docstring.
 
     ``reference``: the :class:`~delbench.config.Protocol` the run must follow, else the
     protocol file named after the run's protocol (:func:`find_protocol_file`); without one a
-    submission fails (its settings cannot be checked) and a run directory gets a note.
+    submission fails (its settings cannot be checked) and a run directory gets a note
+    (``require_reference`` decides instead when given: ``submit`` checks its own archive).
     ``check_pool``: re-open the pool here and check its ids (:func:`verify_run`).
     ``rerun``: re-run that many sampled cells (seeded by ``rerun_seed``) and compare their
     metrics within ``tolerance``.
@@ -603,7 +602,8 @@ def verify(target: str | Path, *, reference: Any = None, check_pool: bool = True
             if reference is None:
                 message = (f"protocol {protocol.name!r}: no protocol file benchmarks/{protocol.name}.py to compare its "
                            f"settings with; pass --protocol FILE")
-                (problems if result.submission else result.notes).append(message)
+                required = result.submission if require_reference is None else require_reference
+                (problems if required else result.notes).append(message)
         if reference is not None:
             problems += check_settings(protocol, reference)
         if rerun and not problems:
