@@ -624,7 +624,11 @@ def leaderboard(paths: Sequence[str | Path], out_dir: str | Path, *, reference: 
 
     verified, apart = [], []
     for path in paths:
-        check = verify(path, reference=reference, check_pool=check_pool)
+        try:
+            check = verify(path, reference=reference, check_pool=check_pool)
+        except DelbenchError as exc:  # an archive refused whole (a member leading outside, not a tar)
+            apart.append({"submission": str(path), "reason": one_line(str(exc))})
+            continue
         if reference is None and check.ok:  # the first verified submission's protocol is the leaderboard's
             found = find_protocol_file(check.protocol)
             reference = load_protocol(found)[0] if found else None

@@ -262,9 +262,11 @@ def test_leaderboard_from_two_runs(run, tmp_path, capsys):
     rows = _rows(bad)
     _write_rows(bad, rows[1:])
     broken = write_submission(bad, tmp_path / "c.tar.gz")
+    evil = _archive(tmp_path / "evil.tar.gz", [_file("../escaped.txt")])
     out = tmp_path / "board"
     capsys.readouterr()
-    assert main(["leaderboard", str(first), str(second), str(broken), "--out", str(out), "--protocol", TINY]) == 0
+    assert main(["leaderboard", str(first), str(second), str(broken), str(evil), "--out", str(out),
+                 "--protocol", TINY]) == 0
     board = json.loads((out / "leaderboard.json").read_text())
     ranked = [(e["submission"], e["selector"]) for e in board["entries"]]
     assert sorted(ranked) == [("a.tar.gz", "full"), ("a.tar.gz", "meddel"), ("a.tar.gz", "random"),
@@ -272,8 +274,10 @@ def test_leaderboard_from_two_runs(run, tmp_path, capsys):
     normdels = [e["normdel_mean"] for e in board["entries"]]
     assert normdels == sorted(normdels, reverse=True) and [e["rank"] for e in board["entries"]] == [1, 2, 3, 4]
     assert board["statistics"] == {"normdel_alpha": 1.0, "significance": 0.05, "confidence": 0.95}
-    [apart] = board["unverified"]
+    apart, refused = board["unverified"]
     assert apart["submission"].endswith("c.tar.gz") and "missing" in apart["reason"]
+    assert refused["submission"].endswith("evil.tar.gz") and "leads out of its folder" in refused["reason"]
+    assert not (tmp_path / "escaped.txt").exists()
     markdown = (out / "leaderboard.md").read_text()
     assert "# delbench leaderboard: tiny (protocol v1)" in markdown and "## Not verified (not ranked)" in markdown
     assert "NormDEL α = 1.0" in markdown and "significance level 0.05" in markdown
