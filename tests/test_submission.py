@@ -311,3 +311,20 @@ def test_compare_catches_a_changed_subset_and_a_metric_outside_tolerance(run, tm
     shutil.copytree(run, partial, ignore=shutil.ignore_patterns("cache"))
     _write_rows(partial, _rows(partial)[1:])
     assert compare(partial, archive).differences == [f"row {_rows(run)[0]['key']}: in the baseline, missing from the run"]
+
+
+def test_only_a_rerun_catches_a_consistently_forged_metric(copy, capsys):
+    """A metric raised together with the NormDEL it implies passes every recomputation; re-running
+    the cell here shows the forgery (on one CPU the cell reruns bitwise)."""
+    from delbench.metrics import normdel
+
+    rows = _rows(copy)
+    forged = next(r for r in rows if r["selector"] == "random")
+    recorded = forged["metrics"]["mIoU"]
+    forged["metrics"]["mIoU"], forged["normdel"] = 0.99, normdel(0.99, forged["ratio"], 1.0)
+    _write_rows(copy, rows)
+    assert _verify(copy, capsys)[0] == 0
+    code, out = _verify(copy, capsys, "--rerun", "3", "--tolerance", "0.001")
+    assert code == 1
+    assert f"FAIL re-run of {forged['key']}: mIoU {recorded!r} != recorded 0.99 (tolerance ±0.001)" in out
+    assert out.count("FAIL re-run") == 1  # the two other cells rerun to their recorded metrics
