@@ -1,4 +1,5 @@
-"""The ``delbench`` command line: list, select, run, report, verify, data check.
+"""The ``delbench`` command line: list, select, run, report, verify, submit, leaderboard,
+compare, data check.
 
 Only argument parsing and printing live here; each command calls one library function.
 Errors are one line on stderr and exit status 1 (2 for usage errors); ``--debug`` shows the
@@ -173,47 +174,110 @@ def cmd_run(args: argparse.Namespace) -> int:
                                  cpus_per_task=args.cpus_per_task)
             rows = launch(protocol, args.config, options, work_dir, launcher=args.launcher, resume=args.resume,
                           config_text=cfg.pretty_text, max_parallel=args.max_parallel, slurm=slurm)
-        summary, report = write_report(work_dir)
+        report = write_report(work_dir)
     failed = sum(not row.ok for row in rows)
-    print(f"{len(rows)} cell(s) run, {failed} failed; report: {report}; summary: {summary}")
-    if not args.quiet:
-        print(report.read_text())
-    valid = _print_validity(summary)
+    print(f"{len(rows)} cell(s) run, {failed} failed; report: "
+          + ", ".join(str(path) for path in report.files.values()))
+    if not args.quiet and "md" in report.files:
+        print(report.files["md"].read_text())
+    valid = _print_validity(report.summary)
     if failed:
         return 1
     return 2 if args.require_valid and not valid else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from delbench.report import write_report
+    from delbench.report import parse_formats, write_report
 
-    summary, report = write_report(args.run_dir)
-    print(report.read_text())
-    print(f"written: {report}, {summary}", file=sys.stderr)
-    valid = _print_validity(summary)
+    report = write_report(args.run_dir, parse_formats(args.format))
+    if "md" in report.files:
+        print(report.files["md"].read_text())
+    print("written: " + ", ".join(str(path) for path in report.files.values()), file=sys.stderr)
+    valid = _print_validity(report.summary)
     return 2 if args.require_valid and not valid else 0
 
 
-def _print_validity(summary_path: Path) -> bool:
+def _print_validity(summary: dict[str, Any]) -> bool:
     """Print the bracket check's verdict (when the pool has planted ground truth); True when
     it passed."""
     from delbench.report import validity_verdict
 
-    summary = json.loads(Path(summary_path).read_text())
     verdict = validity_verdict(summary)
     if verdict:
         print(verdict)
     return bool((summary.get("validity") or {}).get("bracket_passed"))
 
 
-def cmd_verify(args: argparse.Namespace) -> int:
-    from delbench.results import verify_run
+def _reference_protocol(args: argparse.Namespace):
+    """The protocol a run or submission is checked against: ``--protocol FILE`` (with
+    ``--cfg-options``), else None (looked up by the name the run records)."""
+    from delbench.config import load_protocol
+    from delbench.errors import ConfigError
 
-    problems = verify_run(args.run_dir, check_pool=not args.no_pool)
-    for problem in problems:
+    if args.protocol:
+        return load_protocol(args.protocol, _key_values(args.cfg_options, "--cfg-options"))[0]
+    if args.cfg_options:
+        raise ConfigError("--cfg-options needs --protocol FILE (the options apply to that protocol)")
+    return None
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from delbench.submission import verify
+
+    result = verify(args.target, reference=_reference_protocol(args), check_pool=not args.no_pool, rerun=args.rerun,
+                    rerun_seed=args.rerun_seed, tolerance=args.tolerance)
+    for problem in result.problems:
         print(f"FAIL {problem}")
-    print("ok: every hash matches" if not problems else f"{len(problems)} problem(s)")
-    return 1 if problems else 0
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.problems:
+        print(f"{len(result.problems)} problem(s)")
+        return 1
+    rerun = f"; {args.rerun} re-run cell(s) within ±{args.tolerance:g}" if args.rerun else ""
+    print(f"ok: every hash matches; {len(result.rows)} rows are the planned cells of protocol {result.protocol} "
+          f"v{result.protocol_version}, each matching its subset and its recomputed NormDEL; "
+          f"{result.n_subsets} subset file(s) sorted unique int64{rerun}")
+    return 0
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from delbench.submission import verify, write_submission
+
+    out = write_submission(args.run_dir, args.out)
+    print(f"written: {out}")
+    result = verify(out, reference=_reference_protocol(args), check_pool=False, require_reference=False)
+    for problem in result.problems:
+        print(f"FAIL {problem}")
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.problems:
+        print(f"{len(result.problems)} problem(s): `delbench verify {out}` will reject this submission")
+        return 1
+    print(f"ok: {out} verifies ({len(result.rows)} rows, {result.n_subsets} subsets)")
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from delbench.submission import leaderboard
+
+    files = leaderboard(args.submissions, args.out, reference=_reference_protocol(args), check_pool=not args.no_pool)
+    print(files["md"].read_text())
+    print("written: " + ", ".join(str(path) for path in files.values()), file=sys.stderr)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from delbench.submission import compare
+
+    result = compare(args.run_dir, args.baseline, tolerance=args.tolerance)
+    for difference in result.differences:
+        print(f"FAIL {difference}")
+    if result.differences:
+        print(f"{len(result.differences)} difference(s) from the baseline {args.baseline}")
+        return 1
+    print(f"ok: {result.cells} cell(s) match the baseline {args.baseline} (subset hashes exact, metrics and NormDEL "
+          f"within ±{result.tolerance:g})")
+    return 0
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
@@ -305,17 +369,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cpus-per-task", type=int, default=8, help="slurm: CPUs per job")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("report", help="write summary.json and report.md for a run directory")
+    p = sub.add_parser("report", help="write the report of a run directory (summary.json, report.md, report.html)")
     p.add_argument("run_dir")
+    p.add_argument("--format", default="md,json,html", metavar="md,json,html",
+                   help="comma-separated formats to write (default: all three)")
     p.add_argument("--require-valid", action="store_true",
                    help="exit 2 unless the bracket check (oracle > random > anti_oracle) passed")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("verify", help="recompute every subset hash of a run and check its pool is unchanged")
-    p.add_argument("run_dir")
-    p.add_argument("--no-pool", action="store_true",
-                   help="check the hashes only, without re-opening the pool (its data may be elsewhere)")
+    def protocol_options(p: argparse.ArgumentParser, pool: bool = True) -> None:
+        p.add_argument("--protocol", metavar="FILE",
+                       help="the protocol to check settings against (default: benchmarks/<protocol name>.py)")
+        p.add_argument("--cfg-options", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for --protocol")
+        if pool:
+            p.add_argument("--no-pool", action="store_true",
+                           help="do not re-open the pool here (its data may be elsewhere); hashes are still checked")
+
+    p = sub.add_parser("verify", help="recompute and check everything a run directory or submission records")
+    p.add_argument("target", metavar="RUN_DIR|SUB.tar.gz")
+    protocol_options(p)
+    p.add_argument("--rerun", type=int, default=0, metavar="N", help="also re-run N sampled cells here and compare")
+    p.add_argument("--rerun-seed", type=int, default=0, metavar="S", help="seed of the sample of re-run cells")
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help="re-run metrics may differ by this much (absolute, fractions: 0.01 = 1 point); default 0")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("submit", help="pack a run directory as a verifiable submission archive")
+    p.add_argument("run_dir")
+    p.add_argument("--out", required=True, metavar="SUB.tar.gz")
+    protocol_options(p, pool=False)
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("leaderboard", help="rank verified submissions of one protocol (Markdown and HTML)")
+    p.add_argument("submissions", nargs="+", metavar="SUB")
+    p.add_argument("--out", required=True, metavar="DIR")
+    protocol_options(p)
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("compare", help="compare a run with a baseline (summary.json or submission); exit 1 on "
+                                       "a regression")
+    p.add_argument("run_dir")
+    p.add_argument("baseline")
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help="metrics may differ by this much (absolute, fractions: 0.01 = 1 point); default 0")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("data", help="dataset utilities")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")

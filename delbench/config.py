@@ -22,7 +22,11 @@ from delbench.params import (check_choice, check_int, check_known_keys, check_nu
 
 BUDGET_RULES = ("compute_matched", "epoch_matched")
 TOP_LEVEL_KEYS = ("protocol", "pool", "selectors", "ratios", "seeds", "backbone", "pretrain",
-                  "embedding", "tasks", "normdel", "runtime", "generalization", "references", "timeouts")
+                  "embedding", "tasks", "normdel", "runtime", "generalization", "references", "timeouts",
+                  "statistics")
+#: the significance level of the report's tests and intervals (config key
+#: ``statistics.significance``); not NormDEL's α, which weighs the retained ratio
+DEFAULT_SIGNIFICANCE = 0.05
 #: settings that change how a run executes, never its results (not hashed into config_sha256)
 RUNTIME_KEYS = ("cache_dir",)
 #: the stages of a cell that ``timeouts`` can bound
@@ -113,6 +117,11 @@ class PretrainSpec:
         """The optimizer step at which ``epoch`` epochs of the cell's own subset are done."""
         return max(1, math.ceil(epoch * n_selected / self.batch_size))
 
+    def reaches(self, epoch: float, n_pool: int, n_selected: int) -> bool:
+        """Whether a cell's schedule gets to ``epoch`` of its own subset (a checkpoint epoch
+        beyond the last step has no checkpoint and no row)."""
+        return self.steps_at_epoch(epoch, n_selected) <= self.steps(n_pool, n_selected)
+
     def epochs(self, n_pool: int, n_selected: int) -> float:
         return self.steps(n_pool, n_selected) * self.batch_size / max(1, n_selected)
 
@@ -189,12 +198,18 @@ class Protocol:
     generalization: GeneralizationSpec = GeneralizationSpec()
     references: tuple[ReferenceSpec, ...] = ()
     execution: ExecutionSpec = ExecutionSpec()
+    #: significance level of the report's paired tests; its intervals are at 1 − significance
+    significance: float = DEFAULT_SIGNIFICANCE
 
     def to_dict(self) -> dict[str, Any]:
+        """The validated protocol as plain JSON (``run.json``'s ``protocol_config``, a
+        submission's ``config.json``); :func:`protocol_from_json` reads it back."""
         data = asdict(self)
         for selector in data["selectors"]:  # unset per-selector seeds leave the config hash unchanged
             if selector["seeds"] is None:
                 del selector["seeds"]
+        if data["significance"] == DEFAULT_SIGNIFICANCE:  # likewise the default significance level
+            del data["significance"]
         return _freeze(data)
 
     @property
@@ -272,9 +287,10 @@ def _strings(values: Any, where: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
+def protocol_from_dict(raw: Mapping[str, Any], *, plugins: bool = True) -> Protocol:
     """Validate a plain dict (a loaded config) into a :class:`Protocol`: every key, every
-    value and every plugin parameter (:func:`check_plugins`), before any work."""
+    value and, with ``plugins``, every plugin parameter (:func:`check_plugins`), before any
+    work."""
     check_known_keys({k: v for k, v in raw.items() if not k.startswith("_")}, TOP_LEVEL_KEYS, "protocol file",
                      noun="top-level key")
     meta = _section(raw, "protocol", {"name", "version", "description"}, {"name", "version"})
@@ -362,14 +378,50 @@ def protocol_from_dict(raw: Mapping[str, Any]) -> Protocol:
             check_path(entry, "checkpoint")
         checkpoint = entry["checkpoint"]
         references.append(ReferenceSpec(entry["label"], None if checkpoint is None else str(checkpoint)))
+    statistics = _section(raw, "statistics", {"significance"})
+    with _in_section("statistics"):
+        check_number(statistics, "significance", 0.0, 0.5, low_open=True)
     protocol = Protocol(
         name=str(meta["name"]), version=str(meta["version"]), description=str(meta.get("description", "")),
         pool=pool, selectors=tuple(selectors), ratios=_ratios(raw.get("ratios"), "ratios"), seeds=seeds,
         backbone=_plugin(raw.get("backbone"), "backbone"), pretrain=pretrain, embedding=embedding,
         tasks=tuple(tasks), alpha=alpha, runtime=runtime, generalization=generalization,
-        references=tuple(references), execution=execution)
-    check_plugins(protocol)
+        references=tuple(references), execution=execution,
+        significance=float(statistics.get("significance", DEFAULT_SIGNIFICANCE)))
+    if plugins:
+        check_plugins(protocol)
     return protocol
+
+
+def protocol_from_json(data: Mapping[str, Any], *, plugins: bool = True) -> Protocol:
+    """The inverse of :meth:`Protocol.to_dict`: a protocol recorded as JSON (``run.json``'s
+    ``protocol_config``, a submission's ``config.json``), validated again key by key as a
+    config file is (:func:`protocol_from_dict`). Data only: nothing in it is executed.
+
+    ``plugins=False`` skips the checks only the installed plugins can make (names,
+    parameters, data roots, checkpoint files): a verifier may lack a submitter's selector
+    plugin or data and still check everything else.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a protocol record must be a JSON object, got {type(data).__name__}")
+    data = _freeze(data)
+    fields = ("name", "version", "description", "pool", "selectors", "ratios", "seeds", "backbone", "pretrain",
+              "embedding", "tasks", "alpha", "runtime", "generalization", "references", "execution", "significance")
+    check_known_keys(data, fields, "protocol record")
+    execution = data.get("execution") or {}
+    if not isinstance(execution, Mapping) or not isinstance(data.get("pretrain", {}), Mapping):
+        raise ConfigError("protocol record: execution and pretrain must be objects")
+    raw = {"protocol": {k: data[k] for k in ("name", "version", "description") if k in data},
+           "selectors": [{k: v for k, v in s.items() if v is not None} if isinstance(s, Mapping) else s
+                         for s in data.get("selectors") or []],
+           "pretrain": {**data.get("pretrain", {}),
+                        **({"checkpoint_every": execution["checkpoint_every"]} if "checkpoint_every" in execution else {})},
+           "normdel": {"alpha": data["alpha"]} if "alpha" in data else {},
+           "timeouts": execution.get("timeouts") or {},
+           "statistics": {"significance": data["significance"]} if "significance" in data else {},
+           **{k: data[k] for k in ("pool", "ratios", "seeds", "backbone", "embedding", "tasks", "runtime",
+                                   "generalization", "references") if k in data}}
+    return protocol_from_dict(raw, plugins=plugins)
 
 
 def check_values(protocol: Protocol) -> None:

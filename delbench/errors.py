@@ -38,6 +38,11 @@ class WriteError(DelbenchError):
     permission, a directory in the way); the message names the file."""
 
 
+class SubmissionError(DelbenchError):
+    """A submission archive that cannot be opened safely (a member with an absolute name,
+    ``..``, a link or a device) or lacks what a submission holds; the message names it."""
+
+
 class LockError(DelbenchError):
     """A work directory held by another running ``delbench run`` (its pid is named)."""
 

@@ -10,8 +10,9 @@ A run directory holds::
     derived/<sha>/    a generative selector's images (<sha256>.png) and manifest.json, named by
                       the manifest's sha256 (the row's subset_sha256); indexed in subsets.json
     summary.json      aggregated table (written atomically by `delbench report`)
-    report.md         the Markdown report
-    scores.png        score and NormDEL against the ratio, per selector
+    report.md         the Markdown report (report.html: the same, self-contained)
+    scores.png        score and NormDEL against the ratio, per selector (and the other
+                      figures of delbench.plots)
     .delbench.lock    the work-dir lock (pid, host, start time of the run holding it)
 
 Rows are never rewritten: a re-run cell (a failed one retried on ``--resume``) appends a
@@ -36,7 +37,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from delbench.errors import DelbenchError, LockError, WriteError
+from delbench.errors import DelbenchError, LockError, WriteError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ HEADER_FILE, ROWS_FILE, SUBSETS_FILE = "run.json", "results.jsonl", "subsets.jso
 #: where a run keeps derived subsets (generative selectors' images): ``derived/<manifest sha256>/``
 DERIVED_DIR = "derived"
 SUMMARY_FILE, REPORT_FILE, PLOT_FILE = "summary.json", "report.md", "scores.png"
+HTML_FILE = "report.html"
 #: split files go to $DELBENCH_CACHE_DIR/splits (default ~/.cache/delbench/splits)
 CACHE_ENV = "DELBENCH_CACHE_DIR"
 
@@ -587,15 +589,28 @@ def verify_run(run_dir: str | Path, *, check_pool: bool = True) -> list[str]:
                             f"({len(pool_ids)} items now, {header.get('n_pool')} then)")
     subsets_path = run_dir / "subsets" / SUBSETS_FILE
     recorded = json.loads(subsets_path.read_text()) if subsets_path.is_file() else {}
-    for entry in sorted(recorded.values(), key=lambda e: e.get("file") or e.get("manifest") or ""):
+    for entry in sorted(recorded.values(), key=lambda e: str(e.get("file") or e.get("manifest") or "")):
         if entry.get("kind") == "derived":
-            problems += _verify_derived_entry(run_dir, entry, pool_ids)
+            manifest = entry.get("manifest")
+            if not isinstance(manifest, str) or Path(manifest).is_absolute() or ".." in Path(manifest).parts:
+                # a path from the file, never one that leads outside the run
+                problems.append(f"subsets/{SUBSETS_FILE}: manifest path {manifest!r} is not inside the run")
+            else:
+                problems += _verify_derived_entry(run_dir, entry, pool_ids)
+            continue
+        if not isinstance(entry.get("file"), str) or Path(entry["file"]).name != entry["file"] \
+                or entry["file"].startswith("."):  # a name from the file, never a path to read elsewhere
+            problems.append(f"subsets/{SUBSETS_FILE}: file name {entry.get('file')!r} is not a plain file name")
             continue
         file = run_dir / "subsets" / entry["file"]
         if not file.is_file():
             problems.append(f"subsets/{entry['file']}: missing")
             continue
-        indices = np.load(file, allow_pickle=False)
+        try:
+            indices = np.load(file, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:  # object arrays (pickles) are refused, never loaded
+            problems.append(f"subsets/{entry['file']}: not a readable numeric .npy ({one_line(str(exc))})")
+            continue
         actual = subset_sha256(indices)
         if actual != entry["sha256"]:
             problems.append(f"subsets/{entry['file']}: sha256 {actual} != recorded {entry['sha256']}")

@@ -63,7 +63,7 @@ from delbench.results import (DERIVED_DIR, HEADER_FILE, ROWS_FILE, SCHEMA_VERSIO
                               lock_work_dir, read_header, read_rows, remove_orphan_temporaries, repair_rows_file,
                               write_split_file)
 from delbench.subset import (DerivedSubset, Subset, check_embeddings, ids_sha256, load_derived, run_selector,
-                             subset_sha256)
+                             subset_sha256, subset_size)
 
 logger = logging.getLogger(__name__)
 
@@ -128,13 +128,41 @@ def plan_cells(protocol: Protocol) -> list[Cell]:
             for task in protocol.tasks]
 
 
+def planned_cells(protocol: Protocol, n_pool: int) -> list[Cell]:
+    """Every cell a complete run of ``protocol`` on a pool of ``n_pool`` items records: each
+    cell of :func:`plan_cells`, then each of its checkpoint epochs that its subset's schedule
+    reaches, and every reference encoder on every task and seed. ``delbench verify`` checks
+    a run's rows against these keys."""
+    cells = []
+    for cell in plan_cells(protocol):
+        cells.append(cell)
+        n_selected = subset_size(n_pool, cell.ratio)
+        cells += [Cell(cell.selector, cell.ratio, cell.seed, cell.task, epoch)
+                  for epoch in protocol.pretrain.checkpoint_epochs
+                  if protocol.pretrain.reaches(epoch, n_pool, n_selected)]
+    cells += [Cell(None, None, seed, task, reference=reference)
+              for reference in protocol.references for seed in protocol.seeds for task in protocol.tasks]
+    return cells
+
+
+def _cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def environment() -> dict[str, Any]:
     import torch
     import timm
 
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
     return {"python": platform.python_version(), "platform": platform.platform(), "delbench": __version__,
             "torch": torch.__version__, "timm": timm.__version__, "numpy": np.__version__,
-            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+            "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "cpu": _cpu_model(),
+            "gpus": gpus}
 
 
 @dataclass
@@ -392,7 +420,8 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     step_of = {e: protocol.pretrain.steps_at_epoch(e, subset.size) for e in protocol.pretrain.checkpoint_epochs}
     by_step = {s: directory / f"step{s}.safetensors" for s in set(step_of.values()) if s < steps}
     paths: dict[float | None, Path] = {None: directory / "final.safetensors"}
-    paths.update({e: by_step.get(s, paths[None]) for e, s in step_of.items() if s <= steps})
+    paths.update({e: by_step.get(s, paths[None]) for e, s in step_of.items()
+                  if protocol.pretrain.reaches(e, n_pool, subset.size)})
     if info_path.is_file() and all(p.is_file() for p in paths.values()):
         info = json.loads(info_path.read_text())
         # a checkpoint cached before the loss was recorded, or under a protocol whose first

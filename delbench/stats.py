@@ -1,12 +1,22 @@
-"""Statistics over seeds and selectors: means with t intervals, paired gaps, rank correlation.
+"""Statistics over seeds and selectors: means with intervals, paired tests, rank correlation.
 
 The one place for each statistic the report uses (hand-checked in tests/test_stats.py):
 
 - :func:`mean_std` — mean, sample standard deviation and count of the finite values;
-- :func:`mean_interval` — the Student-t confidence interval of a mean over seeds;
+- :func:`mean_interval` — the Student-t confidence interval of a mean over seeds (the
+  validity section's bracket);
+- :func:`bootstrap_means`, :func:`percentile_interval`, :func:`bootstrap_interval` — the
+  seeded percentile bootstrap (B = 10,000) of a mean, or of a statistic of several groups'
+  means each resampled within itself (the score tables, aggregate NormDEL, curve areas);
+- :func:`sign_flip_test` — the exact paired permutation (sign-flip) test of a mean paired
+  difference (every selector against ``random`` at the same ratio);
 - :func:`paired_gap` — the gap between two selectors on their common seeds, and whether it
   separates them beyond seed noise (the bracket check of the validity section);
+- :func:`curve_area` — the normalised area under a score-vs-ratio curve;
 - :func:`spearman` — rank correlation with a permutation p-value.
+
+Every random draw here comes from ``numpy.random.default_rng`` with a fixed seed, so the same
+values always give the same interval and p-value.
 
 numpy only at import; scipy (a dependency of scikit-learn) is imported inside the functions
 that need it, so importing this module stays light.
@@ -16,18 +26,29 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from itertools import permutations
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
 #: permutations are enumerated in full up to this many values, sampled above it
 EXACT_PERMUTATION_MAX_N = 8
 MONTE_CARLO_PERMUTATIONS = 20_000
+#: the percentile bootstrap: resamples per interval and the seed of their generator
+BOOTSTRAP_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+#: the sign-flip test enumerates all 2**n sign patterns up to this many pairs (65,536 × 16
+#: numbers), and draws MONTE_CARLO_PERMUTATIONS seeded patterns above it
+EXACT_SIGN_FLIP_MAX_N = 16
+
+
+def _finite(values: Iterable[float]) -> np.ndarray:
+    """The finite values as a float array: None and NaN (and infinities) are ignored."""
+    return np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
     """Mean, sample standard deviation (0 for one value) and count; None and NaN are ignored."""
-    array = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    array = _finite(values)
     if array.size == 0:
         return math.nan, math.nan, 0
     std = float(array.std(ddof=1)) if array.size > 1 else 0.0
@@ -49,6 +70,125 @@ def mean_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[fl
 
     half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
     return mean, mean - half, mean + half, half
+
+
+def bootstrap_means(groups: Sequence[Iterable[float]], *, resamples: int = BOOTSTRAP_RESAMPLES,
+                    seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """The bootstrap distribution of each group's mean: a ``(resamples, len(groups))`` array.
+
+    Each group's finite values (None and NaN ignored) are resampled with replacement, within
+    the group and independently of the others (a stratified bootstrap: a group is one cell,
+    e.g. a selector at one ratio on one dataset, its values the seeds), and every resample's
+    mean is one entry. A group of one value has no spread to resample and stays constant; an
+    empty group is NaN. One generator, ``default_rng(seed)``, draws the groups in order, so
+    the same groups always give the same array. Vectorised: one ``(resamples, n)`` index
+    draw per group.
+    """
+    rng = np.random.default_rng(seed)
+    out = np.empty((resamples, len(groups)))
+    for column, values in enumerate(groups):
+        array = _finite(values)
+        if array.size == 0:
+            out[:, column] = math.nan
+        elif array.size == 1:
+            out[:, column] = array[0]
+        else:
+            out[:, column] = array[rng.integers(0, array.size, size=(resamples, array.size))].mean(axis=1)
+    return out
+
+
+def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """``(low, high)``: the ``(1 − confidence)/2`` and ``(1 + confidence)/2`` quantiles of a
+    bootstrap distribution (numpy's default linear interpolation); NaN when it holds NaN."""
+    samples = np.asarray(samples, dtype=float)
+    if samples.size == 0 or not np.isfinite(samples).all():
+        return math.nan, math.nan
+    low, high = np.percentile(samples, [50 * (1 - confidence), 50 * (1 + confidence)])
+    return float(low), float(high)
+
+
+def bootstrap_interval(values: Iterable[float], confidence: float = 0.95, *, resamples: int = BOOTSTRAP_RESAMPLES,
+                       seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
+    """``(low, high)``: the seeded percentile bootstrap interval of the mean of ``values``.
+
+    :func:`bootstrap_means` of the one group, then :func:`percentile_interval`. Fewer than two
+    finite values have no spread to resample, so the interval is NaN rather than a point.
+    """
+    array = _finite(values)
+    if array.size < 2:
+        return math.nan, math.nan
+    return percentile_interval(bootstrap_means([array], resamples=resamples, seed=seed)[:, 0], confidence)
+
+
+@dataclass(frozen=True)
+class SignFlipTest:
+    """The paired permutation test of :func:`sign_flip_test`.
+
+    ``mean`` is the mean paired difference, ``p_value`` its two-sided p, ``exact`` whether
+    every sign pattern was enumerated, and ``min_p`` the smallest p the test can give with
+    ``n`` pairs (``2 / 2**n`` when exact): with fewer than 6 pairs it is above 0.05, so such
+    a difference can never be significant at the 5 % level.
+    """
+
+    n: int
+    mean: float
+    p_value: float
+    exact: bool
+    min_p: float
+
+    def significant(self, significance: float) -> bool:
+        """Whether the null hypothesis is rejected at ``significance`` (``p <= significance``)."""
+        return bool(self.n > 0 and self.p_value <= significance)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": self.n, "mean": self.mean, "p_value": self.p_value, "exact": self.exact, "min_p": self.min_p}
+
+
+def sign_flip_test(differences: Iterable[float], *, seed: int = BOOTSTRAP_SEED) -> SignFlipTest:
+    """Two-sided exact sign-flip permutation test that the mean paired difference is 0.
+
+    Under the null hypothesis each pair's difference is as likely positive as negative
+    (symmetric about 0, no normality assumed), so every pattern of signs is equally likely.
+    The p-value is the share of sign patterns whose ``|Σ ±d_i|`` is at least the observed
+    ``|Σ d_i|`` (ties count as extreme). For ``n <= 16`` pairs all ``2**n`` patterns are
+    enumerated (the observed one among them, so ``p >= 2 / 2**n``); above that,
+    MONTE_CARLO_PERMUTATIONS patterns drawn with ``default_rng(seed)`` give ``p = (1 + count)
+    / (1 + draws)``. None and NaN differences are ignored; no difference gives NaN.
+    """
+    d = _finite(differences)
+    n = int(d.size)
+    if n == 0:
+        return SignFlipTest(0, math.nan, math.nan, True, math.nan)
+    observed = abs(float(d.sum()))
+    threshold = observed - 1e-12 * max(1.0, observed)  # sums equal to the observed one up to rounding
+    if n <= EXACT_SIGN_FLIP_MAX_N:
+        patterns = np.arange(2 ** n)[:, None] >> np.arange(n) & 1  # row j: the bits of j
+        sums = np.abs((1 - 2 * patterns) @ d)
+        p_value, exact, min_p = float(np.mean(sums >= threshold)), True, 2.0 / 2 ** n
+    else:
+        rng = np.random.default_rng(seed)
+        signs = rng.choice(np.array([-1.0, 1.0]), size=(MONTE_CARLO_PERMUTATIONS, n))
+        count = int(np.sum(np.abs(signs @ d) >= threshold))
+        p_value, exact = (1 + count) / (1 + MONTE_CARLO_PERMUTATIONS), False
+        min_p = 1 / (1 + MONTE_CARLO_PERMUTATIONS)
+    return SignFlipTest(n, float(d.mean()), min(1.0, p_value), exact, min_p)
+
+
+def curve_area(x: Sequence[float], y: np.ndarray) -> np.ndarray | float:
+    """The area under the piecewise-linear curve ``y(x)`` over ``[min x, max x]``, divided by
+    that width: the curve's mean height, in ``y``'s units (trapezoidal rule, ``x`` sorted
+    here). ``y`` may carry leading axes (bootstrap resamples), its last axis follows ``x``.
+    NaN for fewer than two points: one point spans no width.
+    """
+    x_values = np.asarray(x, dtype=float)
+    y_values = np.asarray(y, dtype=float)
+    if x_values.size < 2:
+        return math.nan if y_values.ndim <= 1 else np.full(y_values.shape[:-1], math.nan)
+    order = np.argsort(x_values)
+    x_values, y_values = x_values[order], y_values[..., order]
+    widths = np.diff(x_values)
+    area = ((y_values[..., 1:] + y_values[..., :-1]) / 2 * widths).sum(axis=-1) / (x_values[-1] - x_values[0])
+    return float(area) if np.ndim(area) == 0 else area
 
 
 @dataclass(frozen=True)

@@ -177,11 +177,13 @@ def test_list_json_has_name_version_description(capsys):
 
 def test_help_and_import_do_not_import_torch():
     code = ("import sys, delbench, delbench.cli\n"
-            "try:\n    delbench.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "for argv in (['--help'], ['report', '--help'], ['verify', '--help'], ['submit', '--help'],\n"
+            "             ['leaderboard', '--help'], ['compare', '--help']):\n"
+            "    try:\n        delbench.cli.main(argv)\n    except SystemExit:\n        pass\n"
             "delbench.list_selectors()\n"
-            "print('torch' in sys.modules, 'timm' in sys.modules)")
+            "print('torch' in sys.modules, 'timm' in sys.modules, 'matplotlib' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip().splitlines()[-1] == "False False"
+    assert out.strip().splitlines()[-1] == "False False False"
 
 
 def test_cross_dataset_matrix_and_reference_rows(tmp_path, register_plugin):
@@ -307,6 +309,20 @@ def test_an_observer_that_raises_does_not_silence_the_others(tmp_path, register_
     messages = caplog.text
     assert "observer exploded" in messages and "in-process observer exploded" in messages
     assert "plugin 'loud' failed" in messages
+
+
+def test_report_formats_on_the_command_line(tiny_run, tmp_path, capsys):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_run, copy, ignore=shutil.ignore_patterns("cache", "report.*", "summary.json", "*.png"))
+    assert main(["report", str(copy), "--format", "html"]) == 0
+    assert (copy / "report.html").is_file() and not (copy / "report.md").exists() and not (copy / "summary.json").exists()
+    assert main(["report", str(copy), "--format", "md,json"]) == 0
+    assert (copy / "report.md").is_file() and (copy / "summary.json").is_file()
+    capsys.readouterr()
+    assert main(["report", str(copy), "--format", "md,docx"]) == 1
+    assert "unknown format 'docx'" in capsys.readouterr().err
 
 
 def test_report_without_bracket_selectors_says_not_run_and_require_valid_fails(tiny_run, capsys):

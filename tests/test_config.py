@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from delbench.config import load_protocol, protocol_from_dict
-from delbench.errors import ConfigError
+from delbench.errors import ConfigError, DelbenchError
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "benchmarks" / "smoke.py"
@@ -106,3 +106,37 @@ def test_selectors_may_run_more_seeds_than_the_protocol():
 def test_selector_seeds_are_validated_naming_the_selector(seeds):
     with pytest.raises(ConfigError, match=r"selectors\[1\]\.seeds"):
         load_protocol(VALIDITY, {"selectors": [dict(name="oracle"), dict(name="random", seeds=seeds)]})
+
+
+def test_significance_is_a_protocol_setting_apart_from_normdel_alpha():
+    base, _ = load_protocol(SMOKE)
+    assert base.significance == 0.05 and base.alpha == 1.0
+    assert "significance" not in base.to_dict()  # the default leaves every existing config_sha256 unchanged
+    strict, _ = load_protocol(SMOKE, {"statistics.significance": 0.01})
+    assert strict.significance == 0.01 and strict.to_dict()["significance"] == 0.01
+    assert strict.sha256 != base.sha256 and strict.alpha == base.alpha
+    with pytest.raises(ConfigError, match=r"statistics\.significance"):
+        load_protocol(SMOKE, {"statistics.significance": 0.7})
+    with pytest.raises(ConfigError, match="did you mean 'significance'"):
+        load_protocol(SMOKE, {"statistics.signifcance": 0.01})
+
+
+@pytest.mark.parametrize("path", [SMOKE, ROOT / "benchmarks" / "validity.py", ROOT / "benchmarks" / "regression.py",
+                                  ROOT / "tests" / "configs" / "tiny.py"])
+def test_protocol_json_reads_back_to_the_same_protocol(path):
+    """run.json and a submission's config.json hold Protocol.to_dict(): reading it back gives the same protocol,
+    validated again, with or without the plugins (a verifier may lack a submitter's selector)."""
+    import json
+
+    from delbench.config import protocol_from_json
+
+    protocol, _ = load_protocol(path, {"timeouts.select": 60, "pretrain.checkpoint_every": 7})
+    record = json.loads(json.dumps(protocol.to_dict()))
+    assert protocol_from_json(record) == protocol
+    assert protocol_from_json(record, plugins=False).sha256 == protocol.sha256
+    unknown = dict(record, selectors=[{"name": "not_installed", "params": {"x": 1}, "ratios": None}])
+    assert protocol_from_json(unknown, plugins=False).selectors[0].name == "not_installed"
+    with pytest.raises(DelbenchError, match="unknown selector 'not_installed'"):
+        protocol_from_json(unknown)
+    with pytest.raises(ConfigError, match="unknown"):
+        protocol_from_json(dict(record, code="__import__('os')"), plugins=False)

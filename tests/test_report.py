@@ -1,9 +1,11 @@
 """The report format is pinned by a golden file; aggregation is checked by hand."""
 import json
+import math
 from pathlib import Path
 
 import pytest
 
+from delbench.plots import draw_figures
 from delbench.report import render_markdown, summarize, validity_verdict, write_report
 from delbench.results import HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, ResultRow, append_row
 
@@ -66,9 +68,11 @@ def test_write_report_is_atomic_and_complete(tmp_path):
     (tmp_path / HEADER_FILE).write_text(json.dumps(HEADER))
     for row in ROWS:
         append_row(tmp_path / ROWS_FILE, row)
-    summary_path, report_path = write_report(tmp_path)
+    report = write_report(tmp_path)
+    summary_path, report_path = report.files["json"], report.files["md"]
     assert json.loads(summary_path.read_text())["config_sha256"] == "ab" * 32
-    assert report_path.read_text() == GOLDEN.read_text() + "\n![scores against ratio](scores.png)\n"
+    figures = "\n".join(f"![{caption}]({path.name})\n" for path, caption in draw_figures(report.summary, tmp_path))
+    assert report_path.read_text() == GOLDEN.read_text() + "\n## Figures\n\n" + figures.rstrip() + "\n"
     assert (tmp_path / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob(".*.tmp"))
 
@@ -134,7 +138,7 @@ def test_validity_bracket_passes_by_hand():
     assert markdown.index("## Downstream scores") < markdown.index("## Validity") < markdown.index(
         "## What the selections removed")
     section = markdown.split("## Validity", 1)[1].split("## What the selections removed", 1)[0]
-    assert "95 % Student-t interval (α = 0.05)" in section
+    assert "95 % Student-t interval (significance level 0.05)" in section
     assert "| 0.05    | 82.00 [77.03, 86.97], n=3 |" in section
     assert "+11.00 ± 2.48 (min +10.00)" in section and "+19.00 ± 2.48 (min +18.00)" in section
     assert "Bracket check: PASSED at ratio 0.05." in section
@@ -186,8 +190,7 @@ def test_validity_with_one_seed_needs_two(tmp_path):
     (tmp_path / HEADER_FILE).write_text(json.dumps(HEADER))
     for row in rows:
         append_row(tmp_path / ROWS_FILE, row)
-    summary_path, report_path = write_report(tmp_path)
-    loaded = json.loads(summary_path.read_text())
+    loaded = json.loads(write_report(tmp_path).files["json"].read_text())
     assert loaded["validity"]["bracket"][0]["gaps"]["oracle-random"]["half_width"] is None
     assert render_markdown(loaded).split("## Validity")[1] == render_markdown(summary).split("## Validity")[1]
     assert validity_verdict(loaded) == validity_verdict(summary)
@@ -212,3 +215,198 @@ def test_validity_on_a_real_pool_without_ground_truth():
     section = render_markdown(summary).split("## Validity", 1)[1]
     assert "no planted ground truth" in section and "`synthetic_endoscopy`" in section
     assert validity_verdict(summary) is None
+
+
+# -- statistics in the report: against random, aggregates, intervals --------------------------
+
+def _scored(selector, ratio, scores, normdels=None, **extra):
+    rows = []
+    for seed, score in enumerate(scores):
+        row = _row(selector, ratio, seed, score, (normdels or [0.6] * len(scores))[seed])
+        for key, value in extra.items():
+            setattr(row, key, value)
+        rows.append(row)
+    return rows
+
+
+def test_selectors_against_random_by_hand():
+    rows = (_scored("random", 0.05, [0.60, 0.61, 0.62, 0.63, 0.64, 0.65])
+            + _scored("meddel", 0.05, [0.70, 0.70, 0.70, 0.70, 0.70, 0.70])  # better on all 6 seeds
+            + _scored("semdedup", 0.05, [0.70, 0.71, 0.72]))  # better on its 3 common seeds
+    summary = summarize(HEADER, rows)
+    tests = {c["selector"]: c for c in summary["comparisons"]}
+    # meddel − random: 0.10, 0.09, 0.08, 0.07, 0.06, 0.05, all positive: exact p = 2 / 2⁶ = 0.03125 ≤ 0.05
+    assert tests["meddel"]["n"] == 6 and tests["meddel"]["mean"] == pytest.approx(0.075)
+    assert tests["meddel"]["p_value"] == pytest.approx(2 / 64) and tests["meddel"]["significant"]
+    # semdedup − random on seeds 0-2: 0.10 each; p = 2 / 2³ = 0.25, the smallest 3 pairs can give
+    assert tests["semdedup"]["pairs"] == [["seg", "segmentation", 0], ["seg", "segmentation", 1],
+                                          ["seg", "segmentation", 2]]
+    assert tests["semdedup"]["p_value"] == pytest.approx(0.25) and not tests["semdedup"]["significant"]
+    assert "random" not in tests
+    markdown = render_markdown(summary)
+    table = markdown.split("### seg / segmentation", 1)[1].split("## Selectors against random", 1)[0]
+    meddel_line = next(line for line in table.splitlines() if line.startswith("| meddel"))
+    semdedup_line = next(line for line in table.splitlines() if line.startswith("| semdedup"))
+    assert "†" not in meddel_line and "†" in semdedup_line  # only the non-significant difference is marked
+    section = markdown.split("## Selectors against random", 1)[1].split("## Aggregate", 1)[0]
+    assert "| meddel     | 0.05    | 6       | +7.50        | 0.0312 | better" in section
+    assert "not significant (smallest attainable p 0.25)" in section
+    assert summary["statistics"]["significance"] == 0.05 and summary["statistics"]["normdel_alpha"] == 1.0
+    # the protocol's significance level decides: at 0.01 six pairs are not enough either
+    strict = summarize({**HEADER, "protocol_config": {"alpha": 1.0, "significance": 0.01}}, rows)
+    assert not next(c for c in strict["comparisons"] if c["selector"] == "meddel")["significant"]
+    assert "significance level 0.01 (99 % intervals" in render_markdown(strict)
+
+
+def test_aggregate_normdel_and_curve_area_by_hand():
+    rows = (_scored("random", 0.05, [0.50, 0.54], normdels=[0.60, 0.64])
+            + _scored("random", 0.2, [0.60], normdels=[0.62])
+            + _scored("meddel", 0.05, [0.70], normdels=[0.66]))
+    aggregate = {a["selector"]: a for a in summarize(HEADER, rows)["aggregate"]}
+    random = aggregate["random"]
+    # NormDEL: cell means 0.62 (0.05) and 0.62 (0.2), mean 0.62. Bootstrap: the 0.05 cell's mean is 0.60, 0.62
+    # or 0.64 (probabilities 1/4, 1/2, 1/4), the one-seed cell stays 0.62: the aggregate is 0.61, 0.62 or 0.63,
+    # and its 95 % interval [0.61, 0.63]
+    assert random["normdel_mean"] == pytest.approx(0.62)
+    assert random["normdel_ci"] == [pytest.approx(0.61), pytest.approx(0.63)]
+    # score AUC over R = 0.05 and 0.2: (0.52 + 0.60) / 2 = 0.56 (two points: the mean of the ends);
+    # bootstrap: (0.50 or 0.52 or 0.54, + 0.60) / 2 → interval [0.55, 0.57]
+    assert random["score_auc"] == pytest.approx(0.56)
+    assert random["score_auc_ci"] == [pytest.approx(0.55), pytest.approx(0.57)]
+    assert random["ratios"] == [0.05, 0.2] and random["n_seeds"] == [1, 2]
+    meddel = aggregate["meddel"]
+    assert meddel["normdel_mean"] == pytest.approx(0.66) and meddel["rank"] == 1 and random["rank"] == 2
+    assert math.isnan(meddel["score_auc"])  # one ratio: no curve
+    assert all(math.isnan(v) for v in meddel["normdel_ci"])  # one seed: no interval
+    cell = next(c for c in summarize(HEADER, rows)["cells"] if c["selector"] == "random" and c["ratio"] == 0.05)
+    assert cell["score_ci"] == [pytest.approx(0.50), pytest.approx(0.54)]  # bootstrap of two values: their range
+
+
+def _figure_rows():
+    """Rows for which every figure applies: several selectors and ratios, seeds, times,
+    planted ground truth, an intermediate checkpoint and a cross-dataset cell."""
+    rows = []
+    kept = {"core": (4, 2), "near_duplicate": (46, 3), "invalid": (50, 1)}
+    for selector, base in (("random", 0.60), ("meddel", 0.66), ("oracle", 0.70)):
+        for ratio in (0.05, 0.2):
+            for seed in range(3):
+                score = base + 0.02 * seed + 0.05 * ratio
+                row = _row(selector, ratio, seed, score, 0.6 + score / 10, kept)
+                row.time_s = {"select": 0.01 * (1 + seed), "pretrain": 10.0 + seed, "task": 1.0}
+                row.pretrain = {"epochs": 12.0 / ratio}
+                if ratio == 0.05:
+                    row.cross_dataset = {"other": {"mIoU": score - 0.1}}
+                rows.append(row)
+            early = _row(selector, ratio, 0, base - 0.1, 0.6, kept)
+            early.pretrain_epoch, early.key = 2.0, early.key + "|epoch=2"
+            rows.append(early)
+    return rows
+
+
+def test_every_figure_is_drawn_and_listed(tmp_path):
+    from delbench.plots import FIGURES
+
+    (tmp_path / HEADER_FILE).write_text(json.dumps(HEADER))
+    for row in _figure_rows():
+        append_row(tmp_path / ROWS_FILE, row)
+    report = write_report(tmp_path)
+    assert set(report.files) == {"md", "json", "html"}
+    markdown = report.files["md"].read_text()
+    for figure in FIGURES:
+        data = (tmp_path / figure.file).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", figure.file
+        assert f"![{figure.caption}]({figure.file})" in markdown
+    # a run without intermediate checkpoints or cross-dataset cells has no such figures (stale ones removed)
+    rows = [r for r in _figure_rows() if r.pretrain_epoch is None]
+    for row in rows:
+        row.cross_dataset = {}
+    (tmp_path / ROWS_FILE).write_text("")
+    for row in rows:
+        append_row(tmp_path / ROWS_FILE, row)
+    markdown = write_report(tmp_path).files["md"].read_text()
+    assert not (tmp_path / "epochs.png").exists() and not (tmp_path / "cross_dataset.png").exists()
+    assert "epochs.png" not in markdown and "scores.png" in markdown
+
+
+def test_report_formats_are_chosen_and_checked(tmp_path):
+    from delbench.errors import ConfigError
+    from delbench.report import parse_formats
+
+    (tmp_path / HEADER_FILE).write_text(json.dumps(HEADER))
+    for row in ROWS:
+        append_row(tmp_path / ROWS_FILE, row)
+    assert parse_formats("md, json,html,md") == ("md", "json", "html")
+    with pytest.raises(ConfigError, match="unknown format 'pdf'"):
+        parse_formats("md,pdf")
+    report = write_report(tmp_path, ("json",))
+    assert set(report.files) == {"json"} and not (tmp_path / "report.md").exists()
+    assert not (tmp_path / "scores.png").exists()  # figures serve the documents only
+    summary = json.loads(report.files["json"].read_text())
+    assert summary["statistics"]["normdel_alpha"] == 1.0 and summary["statistics"]["significance"] == 0.05
+    assert summary["statistics"]["bootstrap_resamples"] == 10_000
+
+
+def test_html_report_is_self_contained(tmp_path):
+    import base64
+    import re
+
+    (tmp_path / HEADER_FILE).write_text(json.dumps(HEADER))
+    for row in _figure_rows():
+        append_row(tmp_path / ROWS_FILE, row)
+    page = write_report(tmp_path, ("html",)).files["html"].read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched from anywhere
+    sources = re.findall(r'<img src="([^"]+)"', page)
+    assert len(sources) == 6
+    for source in sources:
+        assert source.startswith("data:image/png;base64,")
+        assert base64.b64decode(source.split(",", 1)[1])[:4] == b"\x89PNG"
+    assert page.count("<table>") >= 6 and "NormDEL α = 1.0" in page and "significance level 0.05" in page
+    assert "<th>mIoU @ 0.05</th>" in page and "&lt;" not in page.split("<main>")[0]
+
+
+def _chromium() -> str | None:
+    import shutil
+
+    return next((path for path in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if path), None)
+
+
+def test_html_report_renders_in_headless_chromium(tmp_path):
+    """The page opens in a real browser: every table is laid out and every figure decoded."""
+    import os
+    import re
+    import subprocess
+
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("DELBENCH_REQUIRE_CHROMIUM"):
+            pytest.fail("DELBENCH_REQUIRE_CHROMIUM is set but no chromium is installed (.ci/run installs it)")
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium); CI installs it")
+    (tmp_path / HEADER_FILE).write_text(json.dumps(HEADER))
+    for row in _figure_rows():
+        append_row(tmp_path / ROWS_FILE, row)
+    page = write_report(tmp_path, ("html",)).files["html"].read_text()
+    # the probe is added to a copy: the report itself carries no script. It records, once the page has
+    # loaded, how many images were decoded and drawn and how many tables are laid out with rows
+    probe = """<script>
+window.addEventListener('load', () => {
+  const images = Array.from(document.images);
+  const shown = images.filter(i => i.complete && i.naturalWidth > 0 && i.getBoundingClientRect().width > 100
+                                   && i.getBoundingClientRect().height > 50);
+  const tables = Array.from(document.querySelectorAll('table')).filter(
+      t => t.rows.length > 1 && t.getBoundingClientRect().width > 50);
+  document.body.setAttribute('data-probe', `images=${images.length} shown=${shown.length} tables=${tables.length}`);
+});
+</script>"""
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", probe + "\n</body>"))
+    result = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                             f"--user-data-dir={tmp_path / 'profile'}", "--host-resolver-rules=MAP * ~NOTFOUND",
+                             "--virtual-time-budget=10000", "--window-size=1300,2000", "--dump-dom",
+                             probed.as_uri()], capture_output=True, text=True, timeout=180)
+    match = re.search(r'data-probe="images=(\d+) shown=(\d+) tables=(\d+)"', result.stdout)
+    assert match, f"no probe result in chromium's DOM (exit {result.returncode}): {result.stderr[-2000:]}"
+    images, shown, tables = map(int, match.groups())
+    assert images == shown == 6
+    assert tables == page.count("<table>") >= 6
+    assert "Downstream scores" in result.stdout and "Aggregate per selector" in result.stdout

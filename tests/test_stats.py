@@ -1,10 +1,12 @@
 """delbench.stats against values computed by hand (the arithmetic is in the comments)."""
 import math
 
+import numpy as np
 import pytest
 
 from delbench.metrics import confidence_interval
-from delbench.stats import PairedGap, mean_interval, mean_std, paired_gap, spearman
+from delbench.stats import (BOOTSTRAP_RESAMPLES, PairedGap, bootstrap_interval, bootstrap_means, curve_area,
+                            mean_interval, mean_std, paired_gap, percentile_interval, sign_flip_test, spearman)
 
 T_975_2 = 4.302653  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 T_975_9 = 2.262157  # ... with 9 degrees of freedom
@@ -109,3 +111,72 @@ def test_spearman_monte_carlo_is_seeded():
     assert rho == pytest.approx(0.391454, abs=1e-6)  # scipy.stats.spearmanr gives the same rho
     other = spearman(range(10), y, seed=1)[1]
     assert abs(other - p_value) < 0.02  # another seed: the same p up to Monte-Carlo error
+
+
+# -- bootstrap, sign-flip test, curve area ---------------------------------------------------
+
+def test_bootstrap_of_two_values_by_hand():
+    # [0.60, 0.64]: a resample's mean is 0.60 (both draws 0.60, probability 1/4), 0.62 (1/2) or 0.64 (1/4);
+    # the 2.5 % quantile lies in the lowest quarter and the 97.5 % one in the highest: exactly [0.60, 0.64]
+    assert bootstrap_interval([0.60, 0.64]) == (pytest.approx(0.60), pytest.approx(0.64))
+    means = bootstrap_means([[0.60, 0.64]])
+    assert means.shape == (BOOTSTRAP_RESAMPLES, 1)
+    assert np.mean(np.isclose(means[:, 0], 0.62)) == pytest.approx(0.5, abs=0.02)
+
+
+def test_bootstrap_percentiles_by_hand():
+    # [0, 0, 0, 1]: a resample's mean is k/4 with k ~ Binomial(4, 1/4):
+    # P(k=0) = 81/256 = 0.316, P(k≤1) = 189/256 = 0.738, P(k≤2) = 243/256 = 0.949, P(k≤3) = 255/256 = 0.996.
+    # The 2.5 % quantile is at k = 0 (0.316 > 0.025); the 97.5 % one at k = 3 (0.949 < 0.975 ≤ 0.996): [0, 0.75]
+    assert bootstrap_interval([0, 0, 0, 1]) == (0.0, 0.75)
+    means = bootstrap_means([[0, 0, 0, 1]])[:, 0]
+    assert np.mean(means == 0) == pytest.approx(81 / 256, abs=0.015)  # 10,000 draws: sd ≈ 0.005
+    # 80 %: the 10 % quantile at k = 0 (0.316 > 0.10), the 90 % one at k = 2 (0.738 < 0.90 ≤ 0.949)
+    assert bootstrap_interval([0, 0, 0, 1], 0.8) == (0.0, 0.5)
+    assert np.array_equal(bootstrap_means([[0, 0, 0, 1]]), bootstrap_means([[0, 0, 0, 1]]))  # seeded
+
+
+def test_bootstrap_edge_cases_and_strata():
+    assert all(math.isnan(v) for v in bootstrap_interval([0.5]))  # one value: no spread, no interval
+    assert all(math.isnan(v) for v in bootstrap_interval([None, float("nan")]))
+    assert bootstrap_interval([0.3, 0.3, 0.3]) == (pytest.approx(0.3), pytest.approx(0.3))
+    means = bootstrap_means([[0.7], [0.0, 1.0], []], resamples=1000)
+    assert (means[:, 0] == 0.7).all() and set(np.unique(means[:, 1])) == {0.0, 0.5, 1.0}  # strata resampled apart
+    assert np.isnan(means[:, 2]).all()
+    assert all(math.isnan(v) for v in percentile_interval(means[:, 2]))
+
+
+def test_sign_flip_test_by_hand():
+    # [1, 2, 3]: of the 2³ = 8 sign patterns only +++ and −−− reach |Σ| = 6: p = 2/8
+    test = sign_flip_test([1, 2, 3])
+    assert (test.n, test.mean, test.p_value, test.exact, test.min_p) == (3, 2.0, 0.25, True, 0.25)
+    # [1, −1, 2, 3], Σ = 5: |±1 ±1 ±2 ±3| ≥ 5 for 7 (all +), 5 (either 1 flipped) and their mirror images: 6/16
+    assert sign_flip_test([1, -1, 2, 3]).p_value == pytest.approx(6 / 16)
+    # six pairs all in one direction: 2 / 2⁶ = 0.03125 ≤ 0.05, the fewest pairs that can be significant
+    six = sign_flip_test([0.01, 0.02, 0.03, 0.01, 0.02, 0.03])
+    assert six.p_value == pytest.approx(2 / 64) and six.significant(0.05) and not six.significant(0.01)
+    five = sign_flip_test([0.01, 0.02, 0.03, 0.01, 0.02])
+    assert five.p_value == five.min_p == pytest.approx(2 / 32) and not five.significant(0.05)
+    assert sign_flip_test([0.0, 0.0]).p_value == 1.0  # no difference at all
+    assert sign_flip_test([0.4]).p_value == 1.0  # one pair: +0.4 and −0.4 are equally extreme
+    empty = sign_flip_test([None, float("nan")])
+    assert empty.n == 0 and math.isnan(empty.p_value) and not empty.significant(0.05)
+
+
+def test_sign_flip_test_samples_above_sixteen_pairs():
+    # 20 pairs, all +1: only the all-plus and all-minus patterns (2 / 2²⁰ per draw) reach |Σ| = 20, and none of
+    # the 20,000 seeded draws does: p = (1 + 0) / 20,001
+    test = sign_flip_test([1.0] * 20)
+    assert not test.exact and test.p_value == pytest.approx(1 / 20_001)
+    mixed = [0.3, -0.1, 0.2, 0.25, -0.05] * 4
+    assert sign_flip_test(mixed) == sign_flip_test(mixed)  # seeded: the same p every time
+    assert sign_flip_test(mixed).p_value * 20_001 == pytest.approx(round(sign_flip_test(mixed).p_value * 20_001))
+
+
+def test_curve_area_by_hand():
+    # trapezoids over R = 0.05, 0.2, 1.0: 0.15 · (0.5 + 0.6)/2 + 0.8 · (0.6 + 0.7)/2 = 0.0825 + 0.52 = 0.6025,
+    # divided by the width 0.95: 0.634211 (the curve's mean height)
+    assert curve_area([0.05, 0.2, 1.0], [0.5, 0.6, 0.7]) == pytest.approx(0.6025 / 0.95)
+    assert curve_area([1.0, 0.05, 0.2], [0.7, 0.5, 0.6]) == pytest.approx(0.6025 / 0.95)  # any order
+    assert curve_area([0.1, 0.3], np.array([[0.2, 0.4], [1.0, 1.0]])) == pytest.approx([0.3, 1.0])  # per row
+    assert math.isnan(curve_area([0.1], [0.5]))  # one ratio spans no width
