@@ -779,9 +779,6 @@ def _cost_table(summary: dict[str, Any]) -> list[str]:
                      tablefmt="github", disable_numparse=True), ""]
 
 
-def render_markdown(summary: dict[str, Any]) -> str:
-
-
 def render_markdown(summary: dict[str, Any], figures: Iterable[tuple[str, str]] = ()) -> str:
     """The Markdown report of a summary; ``figures`` are ``(file, caption)`` pairs of images
     beside it, shown in a last section."""
