@@ -23,8 +23,11 @@ Files in the output directory:
     shard size is refused rather than mixed.
 
 :func:`load_embeddings` reads such a directory (or one ``.npy``) for a selector: the manifest
-must be complete, its ids hash must be the pool's, every shard's hash must match; the shards
-are memory-mapped and concatenated in order (one shard is returned memory-mapped as is).
+must be complete, its ids hash must be the pool's, every shard's hash must match. One shard
+is returned memory-mapped as it is; several are copied once, in order, into
+``embeddings.npy`` beside them (a memory-mapped file, rebuilt when the shards it was made
+from change, named in ``embeddings.sources``), so a selector memory-maps one n × d file and
+the process never holds the whole array in memory (at the cost of the disk space twice).
 """
 from __future__ import annotations
 
@@ -174,16 +177,35 @@ def load_embeddings(path: str | Path, n: int, pool_ids_sha256: str | None = None
     if pool_ids_sha256 is not None and manifest["ids_sha256"] != pool_ids_sha256:
         raise SelectionError(f"embeddings in {path} are of another pool (ids sha256 {manifest['ids_sha256'][:12]} "
                              f"≠ {pool_ids_sha256[:12]}): another dataset, its parameters or its order")
+    if manifest["n"] != n:
+        raise SelectionError(f"embeddings in {path} have {manifest['n']} rows but the pool has {n} items")
     blocks = []
     for shard in manifest["shards"]:
         file = path / shard["file"]
         if not file.is_file() or file_sha256(file) != shard["sha256"]:
             raise SelectionError(f"embedding shard {file} is missing or does not match the manifest's sha256")
         blocks.append(read_embeddings(file, shard["stop"] - shard["start"]))
-    array = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)  # each block was checked
-    if array.shape[0] != n:
-        raise SelectionError(f"embeddings in {path} have {array.shape[0]} rows but the pool has {n} items")
-    return array
+    if len(blocks) == 1:
+        return blocks[0]
+    return read_embeddings(_consolidated(path, manifest, blocks), n)
+
+
+def _consolidated(path: Path, manifest: dict[str, Any], blocks: list[np.ndarray]) -> Path:
+    """``embeddings.npy``: the checked shards in order in one file, written once (atomically)."""
+    from numpy.lib.format import open_memmap
+
+    target, sources = path / "embeddings.npy", path / "embeddings.sources"
+    expected = "\n".join(shard["sha256"] for shard in manifest["shards"]) + "\n"
+    if target.is_file() and sources.is_file() and sources.read_text() == expected:
+        return target
+    with atomic_path(target) as tmp:
+        out = open_memmap(tmp, mode="w+", dtype=blocks[0].dtype, shape=(manifest["n"], blocks[0].shape[1]))
+        for shard, block in zip(manifest["shards"], blocks):
+            out[shard["start"]:shard["stop"]] = block
+        out.flush()
+        del out
+    atomic_write_text(sources, expected)
+    return target
 
 
 def embed_pool(*, dataset: str, dataset_params: Mapping[str, Any], split: str, backbone: str,

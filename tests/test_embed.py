@@ -70,6 +70,7 @@ def test_a_killed_run_resumes_with_the_missing_shards_only(pool, tmp_path):
     assert result == {"computed": [1, 2], "skipped": [0], "complete": True}
     assert sum(calls) == N - SHARD  # shard 0 was not computed again
     assert np.array_equal(load_embeddings(tmp_path / "killed", N), expected)
+    assert isinstance(expected, np.memmap)  # several shards: one consolidated file, memory-mapped
     manifest = json.loads((tmp_path / "killed" / "manifest.json").read_text())
     assert manifest == json.loads((tmp_path / "straight" / "manifest.json").read_text())
     assert [s["start"] for s in manifest["shards"]] == [0, 16, 32] and all(len(s["sha256"]) == 64 for s in manifest["shards"])
