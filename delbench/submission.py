@@ -353,10 +353,12 @@ def _check_manifest(directory: Path, header: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) -> tuple[list[str], dict[str, dict]]:
+def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) -> tuple[list[str], dict[tuple, dict]]:
     """Subset files: sorted unique int64 in the pool's range, their records consistent, their
     id lists hashing to ids_sha256 and naming the images their indices name in pool_ids.txt.
-    Returns the problems and each subset's record by sha256 (label, ratio, seed, size)."""
+    Returns the problems and each selection's record (file, sha256, size) by (label, ratio,
+    seed): two cells may select the same subset (a selector deterministic in its seed, two
+    methods that agree), so a hash alone does not say whose selection a file is."""
     from delbench.subset import ids_sha256
 
     problems: list[str] = []
@@ -377,7 +379,7 @@ def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) ->
             problems.append(f"{POOL_IDS_FILE}: {len(pool_ids)} ids, the run's pool has {n_pool}")
     elif submission:
         problems.append(f"{POOL_IDS_FILE}: missing (a submission lists its pool's ids)")
-    records: dict[str, dict] = {}
+    records: dict[tuple, dict] = {}
     for name, entry in sorted(index.items()):
         file_name = str(entry.get("file"))
         if Path(file_name).name != file_name or not file_name.endswith(".npy"):
@@ -395,9 +397,8 @@ def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) ->
             if meta and entry.get(key) != meta.get(meta_key):
                 problems.append(f"subsets/{name}.json: {meta_key} {meta.get(meta_key)!r} != {entry.get(key)!r} in "
                                 f"subsets/{SUBSETS_FILE}")
-        records[entry.get("sha256")] = {"name": name, "label": meta.get("label", entry.get("selector")),
-                                       "ratio": entry.get("ratio"), "seed": entry.get("seed"),
-                                       "n_selected": entry.get("n_selected")}
+        records[(meta.get("label", entry.get("selector")), entry.get("ratio"), entry.get("seed"))] = {
+            "name": name, "sha256": entry.get("sha256"), "n_selected": entry.get("n_selected")}
         path = subsets / file_name
         if not path.is_file():
             continue  # verify_run reports it missing
@@ -430,7 +431,7 @@ def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) ->
     return problems, records
 
 
-def _check_rows(directory: Path, header: dict[str, Any], protocol: Any, records: dict[str, dict]) -> list[str]:
+def _check_rows(directory: Path, header: dict[str, Any], protocol: Any, records: dict[tuple, dict]) -> list[str]:
     """The rows against the protocol's planned cells and against their subsets."""
     from delbench.metrics import normdel
     from delbench.runner import planned_cells
@@ -482,18 +483,16 @@ def _check_rows(directory: Path, header: dict[str, Any], protocol: Any, records:
         size = subset_size(int(n_pool or 0), cell.ratio)
         if row.n_selected != size:
             problems.append(f"row {key}: n_selected {row.n_selected} != round({cell.ratio:g} × {n_pool}) = {size}")
-        record = records.get(row.subset_sha256)
+        record = records.get((cell.label, cell.ratio, cell.seed))
         if record is None:
-            problems.append(f"row {key}: subset_sha256 {row.subset_sha256} names no subset file")
-        else:
-            mismatched = [f"{name} {record[name]!r}" for name, value in
-                          (("label", cell.label), ("ratio", cell.ratio), ("seed", cell.seed)) if record[name] != value]
-            if mismatched:
-                problems.append(f"row {key}: its subset_sha256 names subsets/{record['name']}.npy, the selection of "
-                                f"another cell ({', '.join(mismatched)})")
-            if record["n_selected"] != row.n_selected:
-                problems.append(f"row {key}: n_selected {row.n_selected} != {record['n_selected']} indices in "
-                                f"subsets/{record['name']}.npy")
+            problems.append(f"row {key}: no subset file records the selection of {cell.label} at ratio "
+                            f"{cell.ratio:g}, seed {cell.seed}")
+        elif record["sha256"] != row.subset_sha256:
+            problems.append(f"row {key}: subset_sha256 {row.subset_sha256} is not this cell's selection: "
+                            f"subsets/{record['name']}.npy has {record['sha256']}")
+        elif record["n_selected"] != row.n_selected:
+            problems.append(f"row {key}: n_selected {row.n_selected} != {record['n_selected']} indices in "
+                            f"subsets/{record['name']}.npy")
         try:
             recomputed = normdel(float(score), cell.ratio, protocol.alpha)
         except ConfigError as exc:

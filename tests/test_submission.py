@@ -98,8 +98,8 @@ def test_the_four_tamperings_of_the_issue_each_fail(copy, capsys):
     _write_rows(copy, tampered)
     code, out = _verify(copy, capsys)
     assert code == 1
-    assert f"FAIL row {a['key']}: its subset_sha256 names subsets/meddel_ratio0.1_seed0_" in out
-    assert "the selection of another cell (label 'meddel')" in out
+    assert f"FAIL row {a['key']}: subset_sha256 {a['subset_sha256']} is not this cell's selection: " \
+           f"subsets/random_ratio0.1_seed0_" in out
     # 3. a row deleted
     _write_rows(copy, rows[:1] + rows[2:])
     code, out = _verify(copy, capsys)
@@ -328,3 +328,14 @@ def test_only_a_rerun_catches_a_consistently_forged_metric(copy, capsys):
     assert code == 1
     assert f"FAIL re-run of {forged['key']}: mIoU {recorded!r} != recorded 0.99 (tolerance ±0.001)" in out
     assert out.count("FAIL re-run") == 1  # the two other cells rerun to their recorded metrics
+
+
+def test_cells_that_select_the_same_subset_verify(tmp_path):
+    """oracle is deterministic in its seed: its seeds share one subset, recorded once per cell."""
+    work = tmp_path / "run"
+    assert main(["run", TINY, "--work-dir", str(work), "--no-progress", "--quiet", "--cfg-options",
+                 "selectors=[{'name':'oracle','ratios':[0.1],'seeds':[0,1]}]"]) == 0
+    rows = _rows(work)
+    assert rows[0]["subset_sha256"] == rows[1]["subset_sha256"]
+    result = verify(work, check_pool=False)
+    assert result.ok, result.problems
