@@ -128,11 +128,13 @@ def plot_normdel(summary: dict[str, Any], path: Path) -> Path | None:
     entries = list(reversed(aggregate))  # barh draws bottom-up: the best ends on top
     figure, axis = plt.subplots(figsize=(8, 0.9 + 0.32 * len(entries)))
     means = [100 * e["normdel_mean"] for e in entries]
-    lows = [100 * e["normdel_ci"][0] if _finite(e["normdel_ci"][0]) else m for e, m in zip(entries, means)]
-    highs = [100 * e["normdel_ci"][1] if _finite(e["normdel_ci"][1]) else m for e, m in zip(entries, means)]
+    # no interval (every cell one seed): NaN draws no error bar, where 0 would draw a misleading cap
+    lows = [100 * e["normdel_ci"][0] if _finite(e["normdel_ci"][0]) else math.nan for e in entries]
+    highs = [100 * e["normdel_ci"][1] if _finite(e["normdel_ci"][1]) else math.nan for e in entries]
     style = _styles([e["selector"] for e in entries])
     axis.barh(range(len(entries)), [m - 50 for m in means], left=50, color=[style[e["selector"]][0] for e in entries],
               xerr=[[m - lo for m, lo in zip(means, lows)], [hi - m for m, hi in zip(means, highs)]], capsize=3)
+    highs = [m if math.isnan(h) else h for m, h in zip(means, highs)]
     axis.set_yticks(range(len(entries)))
     axis.set_yticklabels([f"{e['selector']} ({', '.join(f'{r:g}' for r in e['ratios'])})" for e in entries],
                          fontsize=8)
@@ -249,8 +251,8 @@ def plot_timing(summary: dict[str, Any], path: Path) -> Path | None:
     pretraining = [max(floor, c["time_s"]["pretrain"]) for c in cells]
     _scale(axis, "x", selection)
     _scale(axis, "y", pretraining)
-    axis.set_xlabel("selection time (s)" + (" (log scale)" if axis.get_xscale() == "log" else ""))
-    axis.set_ylabel("pre-training time (s)" + (" (log scale)" if axis.get_yscale() == "log" else ""))
+    axis.set_xlabel("selection time, s" + (" (log scale)" if axis.get_xscale() == "log" else ""))
+    axis.set_ylabel("pre-training time, s" + (" (log scale)" if axis.get_yscale() == "log" else ""))
     axis.set_title("Selection time vs pre-training time (labels: ratio)")
     axis.grid(alpha=0.3, which="both")
     axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)

@@ -308,8 +308,9 @@ def check_settings(submitted: Any, reference: Any) -> list[str]:
     where = f"protocol {reference.name} v{reference.version}"
     mine, theirs = submitted.to_dict(), reference.to_dict()
     skip = {"selectors", *UNHASHED_FIELDS}
+    # the protocol's name and version first: "another protocol" says more than its first differing key
     problems = [f"setting {path}: {json.dumps(a, default=str)} in the run, {json.dumps(b, default=str)} in {where}"
-                for key in sorted((set(mine) | set(theirs)) - skip)
+                for key in sorted((set(mine) | set(theirs)) - skip, key=lambda k: (k not in ("name", "version"), k))
                 for path, a, b in _differences(mine.get(key, "(not set)"), theirs.get(key, "(not set)"), key)]
     labels = {selector_label(spec): spec for spec in reference.selectors}
     for i, spec in enumerate(submitted.selectors):
