@@ -226,11 +226,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     result = verify(args.target, reference=_reference_protocol(args), check_pool=not args.no_pool, rerun=args.rerun,
                     rerun_seed=args.rerun_seed, tolerance=args.tolerance)
-    for problem in result.problems:
-        print(f"FAIL {problem}")
-    for note in result.notes:
-        print(f"note: {note}")
-    if result.problems:
+    if _print_findings(result):
         print(f"{len(result.problems)} problem(s)")
         return 1
     rerun = f"; {args.rerun} re-run cell(s) within ±{args.tolerance:g}" if args.rerun else ""
@@ -240,17 +236,22 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_findings(result: Any) -> bool:
+    """Print a verification's problems (one ``FAIL`` line each) and notes; whether it found any problem."""
+    for problem in result.problems:
+        print(f"FAIL {problem}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return bool(result.problems)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from delbench.submission import verify, write_submission
 
     out = write_submission(args.run_dir, args.out)
     print(f"written: {out}")
     result = verify(out, reference=_reference_protocol(args), check_pool=False, require_reference=False)
-    for problem in result.problems:
-        print(f"FAIL {problem}")
-    for note in result.notes:
-        print(f"note: {note}")
-    if result.problems:
+    if _print_findings(result):
         print(f"{len(result.problems)} problem(s): `delbench verify {out}` will reject this submission")
         return 1
     print(f"ok: {out} verifies ({len(result.rows)} rows, {result.n_subsets} subsets)")
