@@ -139,6 +139,12 @@ def submission_files(run_dir: str | Path) -> dict[str, bytes]:
         if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
             files[f"subsets/{path.relative_to(subsets).as_posix()}"] = path.read_bytes()
     for name, entry in sorted(index.items()):
+        if entry.get("kind") == "derived":  # its manifest and images, content-addressed
+            folder = (run_dir / str(entry.get("manifest"))).parent
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
+                    files[path.relative_to(run_dir).as_posix()] = path.read_bytes()
+            continue
         file = subsets / str(entry.get("file"))
         if file.suffix == ".npy" and file.is_file():
             indices = np.load(file, allow_pickle=False)
@@ -382,9 +388,20 @@ def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) ->
         problems.append(f"{POOL_IDS_FILE}: missing (a submission lists its pool's ids)")
     records: dict[tuple, dict] = {}
     for name, entry in sorted(index.items()):
+        if entry.get("kind") == "derived":
+            # new images, not indices: verify_run checks the manifest and every image; here the
+            # selection is only recorded under its cell, for the rows to be matched against it
+            try:
+                label = json.loads((subsets / f"{name}.json").read_text()).get("label")
+            except (OSError, ValueError):
+                label = None
+                problems.append(f"subsets/{name}.json: missing or not JSON (the selection's record: label, ratio, seed)")
+            records[(label or entry.get("selector"), entry.get("ratio"), entry.get("seed"))] = {
+                "name": name, "sha256": entry.get("sha256"), "n_selected": entry.get("n_selected")}
+            continue
         file_name = str(entry.get("file"))
         if Path(file_name).name != file_name or not file_name.endswith(".npy"):
-            continue  # verify_run names a bad file name; a derived subset has no index file
+            continue  # verify_run names a bad file name
         meta_path = subsets / f"{name}.json"
         try:
             meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}

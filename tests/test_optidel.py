@@ -390,6 +390,33 @@ def test_verify_detects_an_altered_or_missing_derived_image(optidel_run, tmp_pat
     assert any("missing" in p for p in verify_run(copy))
 
 
+def test_a_submission_carries_the_derived_images_and_verify_checks_them(optidel_run, tmp_path, capsys):
+    """``submit`` packs each derived selection's manifest and images; the archive verifies, and
+    one altered image in a submitted copy is named."""
+    selectors = "selectors=[{'name':'optidel','ratios':[0.1]},{'name':'random','ratios':[0.1]}]"
+    reference = ["--protocol", TINY, "--cfg-options", selectors]
+    archive = tmp_path / "sub.tar.gz"
+    assert main(["submit", str(optidel_run), "--out", str(archive), *reference]) == 0
+    import tarfile
+
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert any(n.startswith("derived/") and n.endswith("/manifest.json") for n in names)
+    assert sum(n.startswith("derived/") and n.endswith(".png") for n in names) == 12
+    capsys.readouterr()
+    assert main(["verify", str(archive), *reference]) == 0
+    copy = tmp_path / "copy"
+    shutil.copytree(optidel_run, copy)
+    image = sorted((copy / "derived").glob("*/*.png"))[0]
+    from PIL import Image
+    Image.fromarray(255 - read_png(image)).save(image)
+    altered = tmp_path / "altered.tar.gz"
+    main(["submit", str(copy), "--out", str(altered), *reference])
+    capsys.readouterr()
+    assert main(["verify", str(altered), *reference]) == 1
+    assert image.name in capsys.readouterr().out
+
+
 def test_select_writes_the_images_and_prints_the_manifest_hash_twice_alike(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("DELBENCH_CACHE_DIR", str(tmp_path / "cache"))
     argv = ["select", "--dataset", "synthetic_endoscopy", "--selector", "optidel", "--ratio", "0.05",
