@@ -1,9 +1,11 @@
 # Does the benchmark measure what it claims? The bracket selectors on the synthetic pool —
 # `oracle` (every planted core frame first), `random`, `anti_oracle` (invalid frames and
 # near-duplicates of few scenes first) — must order the downstream score beyond seed noise at
-# every ratio, and `meddel` is placed between them. The report's Validity section gives the
-# paired gaps with 95 % t intervals and the rank correlation between core frames kept and the
-# score. About 14 minutes on a 2-core CPU: `delbench run benchmarks/validity.py`.
+# every ratio, and `meddel` and `optidel` are placed between them. The report's Validity
+# section gives the paired gaps with 95 % t intervals and the rank correlation between core
+# frames kept and the score. `delbench run benchmarks/validity.py`: 12 min 34 s on an idle
+# 2-core CPU before optidel joined and the setting changed (62 cells); not timed since (README,
+# "What the smoke benchmark shows").
 _base_ = ['_base_/synthetic_cpu.py']
 
 protocol = dict(name='validity', version='1',
