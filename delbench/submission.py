@@ -140,7 +140,10 @@ def submission_files(run_dir: str | Path) -> dict[str, bytes]:
             files[f"subsets/{path.relative_to(subsets).as_posix()}"] = path.read_bytes()
     for name, entry in sorted(index.items()):
         if entry.get("kind") == "derived":  # its manifest and images, content-addressed
-            folder = (run_dir / str(entry.get("manifest"))).parent
+            manifest = Path(str(entry.get("manifest")))
+            if manifest.is_absolute() or ".." in manifest.parts:
+                continue  # never packs files from outside the run; verify_run reports the path
+            folder = (run_dir / manifest).parent
             for path in sorted(folder.iterdir()) if folder.is_dir() else []:
                 if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
                     files[path.relative_to(run_dir).as_posix()] = path.read_bytes()
