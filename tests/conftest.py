@@ -1,8 +1,9 @@
-"""Shared fixtures: a throw-away plugin registered for one test, tiny pools."""
+"""Shared fixtures: a throw-away plugin registered for one test, tiny pools, a finished tiny run."""
 from __future__ import annotations
 
 import contextlib
 import os
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +32,14 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A finished run of tests/configs/tiny.py, made once per test module that asks for it."""
+    from delbench.cli import main
+
+    work = tmp_path_factory.mktemp("tiny") / "run"
+    assert main(["run", str(Path(__file__).parent / "configs" / "tiny.py"), "--work-dir", str(work),
+                 "--no-progress", "--quiet"]) == 0
+    return work

@@ -14,13 +14,6 @@ from delbench.results import SCHEMA_VERSION, read_rows
 TINY = str(Path(__file__).parent / "configs" / "tiny.py")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("tiny") / "run"
-    assert main(["run", TINY, "--work-dir", str(work), "--no-progress", "--quiet"]) == 0
-    return work
-
-
 def test_run_writes_rows_summary_and_report(tiny_run):
     rows = read_rows(tiny_run)
     assert {r.key.split("|")[0] for r in rows} == {"full", "random", "meddel"}

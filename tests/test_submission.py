@@ -21,10 +21,8 @@ TINY = str(Path(__file__).parent / "configs" / "tiny.py")
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("submission") / "run"
-    assert main(["run", TINY, "--work-dir", str(work), "--no-progress", "--quiet"]) == 0
-    return work
+def run(tiny_run):
+    return tiny_run
 
 
 @pytest.fixture
