@@ -31,7 +31,6 @@ the process never holds the whole array in memory (at the cost of the disk space
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ import numpy as np
 
 from delbench.distributed import World
 from delbench.errors import DelbenchError, SelectionError
-from delbench.results import atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text
+from delbench.results import atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, file_sha256
 from delbench.subset import check_embeddings, ids_sha256, read_embeddings
 
 logger = logging.getLogger(__name__)
@@ -52,14 +51,6 @@ FORMAT = 1
 #: the manifest entries that say what the embeddings are of; a re-run must agree on all of them
 IDENTITY_KEYS = ("format", "pool", "pool_params", "n", "ids_sha256", "backbone", "backbone_params",
                  "checkpoint_sha256", "dtype", "shard_size")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:

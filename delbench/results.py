@@ -24,6 +24,7 @@ error names the file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -197,6 +198,15 @@ def write_error(path: str | Path, exc: OSError) -> WriteError:
     """One line naming the file that could not be written and why (``[Errno 28] No space …``)."""
     reason = f"[Errno {exc.errno}] {exc.strerror}" if exc.errno and exc.strerror else str(exc)
     return WriteError(f"cannot write {path}: {reason}")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in blocks (shards and images may not fit in memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _fsync(path: Path) -> None:

@@ -54,7 +54,7 @@ import numpy as np
 
 from delbench.errors import ConfigError, DelbenchError, SubmissionError, one_line
 from delbench.results import (HEADER_FILE, ROWS_FILE, SUBSETS_FILE, ResultRow, atomic_path, atomic_write_json,
-                              atomic_write_text, dumps, iter_rows, read_header, read_rows, verify_run)
+                              atomic_write_text, dumps, file_sha256, iter_rows, read_header, read_rows, verify_run)
 
 #: the layout version of a submission archive
 SUBMISSION_FORMAT = "delbench-submission/1"
@@ -73,14 +73,6 @@ _PROTOCOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _id_lines(ids: Sequence[str]) -> bytes:
@@ -357,7 +349,7 @@ def _check_manifest(directory: Path, header: dict[str, Any]) -> list[str]:
     for name in sorted(present - set(listed)):
         problems.append(f"{name}: not listed in {MANIFEST_FILE}")
     for name in sorted(present & set(listed)):
-        actual = _file_sha256(directory / name)
+        actual = file_sha256(directory / name)
         if not isinstance(listed[name], dict) or actual != listed[name].get("sha256"):
             problems.append(f"{name}: sha256 {actual} != {MANIFEST_FILE}'s {(listed[name] or {}).get('sha256')}")
     return problems
@@ -382,7 +374,7 @@ def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) ->
     pool_ids = None
     if (directory / POOL_IDS_FILE).is_file():
         pool_ids = _read_ids(directory / POOL_IDS_FILE)
-        actual = _file_sha256(directory / POOL_IDS_FILE)
+        actual = file_sha256(directory / POOL_IDS_FILE)
         if actual != header.get("pool_ids_sha256"):
             problems.append(f"{POOL_IDS_FILE}: sha256 {actual} != the run's pool_ids_sha256 {header.get('pool_ids_sha256')}")
         if len(pool_ids) != n_pool:

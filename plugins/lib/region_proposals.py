@@ -33,6 +33,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from delbench import results
 from delbench.errors import ConfigError
 
 #: boxes are grown to at least this fraction of the image side (a few-pixel region upscaled
@@ -214,11 +215,7 @@ def sam_model_type(state: Mapping[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return results.file_sha256(path)  # size and mtime only key the memo
 
 
 def file_sha256(path: str | Path) -> str:
