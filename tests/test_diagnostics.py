@@ -1,0 +1,59 @@
+"""benchmarks/diagnostics/training_sets.py on the regression protocol's tiny pool: the training
+sets are what they say, and the scores are those of the protocol's own code (deterministic)."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def diagnostic():
+    spec = importlib.util.spec_from_file_location("training_sets", ROOT / "benchmarks/diagnostics/training_sets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def metadata():
+    from delbench_plugins.datasets.synthetic import SyntheticEndoscopy
+
+    return SyntheticEndoscopy(num_frames=400, frames_per_sequence=40, scene_length=10, image_size=16, seed=1).metadata()
+
+
+def test_one_kind_draws_frames_of_that_kind_once(diagnostic, metadata):
+    blur = diagnostic.one_kind(metadata, "motion_blur", 5)
+    assert blur.size == 5 and (metadata["invalid_type"][blur] == "motion_blur").all()
+    assert np.array_equal(blur, diagnostic.one_kind(metadata, "motion_blur", 5))
+    every = diagnostic.one_kind(metadata, "motion_blur", 10_000)  # fewer in the pool: all of them
+    assert np.array_equal(every, np.flatnonzero(metadata["invalid_type"] == "motion_blur"))
+    valid = diagnostic.one_kind(metadata, "valid", 30)
+    assert (metadata["kind"][valid] != "invalid").all()
+    with pytest.raises(SystemExit, match="no frame of kind 'sharp'"):
+        diagnostic.one_kind(metadata, "sharp", 5)
+
+
+def test_mixture_holds_the_valid_fraction_and_only_the_asked_invalid_types(diagnostic, metadata):
+    mix = diagnostic.mixture(metadata, 0.25, ["dark", "bubbles"], seed=3, size=40)
+    kind = metadata["kind"][mix]
+    assert mix.size == 40 and (kind != "invalid").sum() == 10
+    assert set(metadata["invalid_type"][mix][kind == "invalid"]) <= {"dark", "bubbles"}
+    assert not np.array_equal(mix, diagnostic.mixture(metadata, 0.25, ["dark", "bubbles"], seed=4, size=40))
+    with pytest.raises(SystemExit, match="lower --set-size"):
+        diagnostic.mixture(metadata, 1.0, None, seed=0, size=10_000)
+
+
+def test_cli_scores_training_sets_with_the_protocol(diagnostic, capsys):
+    argv = ["--protocol", str(ROOT / "benchmarks/regression.py"), "--seeds", "0", "--set-size", "6",
+            "--sets", "valid,init", "--mix", "0.5"]
+    lines = diagnostic.main(argv)
+    assert [line.get("set", line.get("mix_valid")) for line in lines] == ["valid", "init", 0.5]
+    assert all(0.0 <= line["score"] <= 100.0 for line in lines)
+    again = diagnostic.main(argv[:-4] + ["--sets", "valid"])
+    assert again[0]["score"] == lines[0]["score"]  # same seed, same training set: same score
+    assert capsys.readouterr().out.count("\n") == 4
