@@ -19,7 +19,8 @@ protocol's first task, the same code the runner uses. Two kinds of training set:
         --invalid-types dark,overexposed,bubbles,out_of_body
     python benchmarks/diagnostics/training_sets.py --pool-seed 1 --seeds 0,1,2,3,4,5 --mix 0.5 --vary init
 
-``--vary init`` (or ``training``) changes only the initial weights (or only the training) with
+``--start warmup`` starts every training from the protocol's embedding warm-up (MAE on the whole
+pool, seed 0) instead of fresh weights. ``--vary init`` (or ``training``) changes only the initial weights (or only the training) with
 the run seed: which part of the seed-to-seed spread each one makes. One JSON line per (training set, seed): score in %, seconds. ``--cfg-options`` overrides the
 protocol as ``delbench run`` does (e.g. ``pretrain.optimizer.lr=1e-4``). Each line takes
 about 20 s with one torch thread on this 2-core CPU.
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -79,11 +81,15 @@ def mixture(metadata: dict[str, np.ndarray], valid_fraction: float, invalid_type
                                    rng.choice(invalid, size - n_valid, replace=False)]))
 
 
-def score(protocol: Any, pool: Any, indices: np.ndarray | None, *, init_seed: int, training_seed: int) -> float:
+def score(protocol: Any, pool: Any, indices: np.ndarray | None, *, init_seed: int, training_seed: int,
+          start: Path | None = None) -> float:
     """Pre-train on ``indices`` (None: no pre-training) and return the first task's metric in %.
-    ``init_seed`` seeds the initial weights, ``training_seed`` the masks, flips and order."""
+    ``init_seed`` seeds the initial weights (unless ``start``, a checkpoint, replaces them),
+    ``training_seed`` the masks, flips and order."""
     _seed_everything(init_seed)
     backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
+    if start is not None:
+        backbone.load(start)
     if indices is not None:
         steps = protocol.pretrain.steps(len(pool), indices.size)
         backbone.pretrain(pool, indices, steps=steps, batch_size=protocol.pretrain.batch_size,
@@ -95,6 +101,20 @@ def score(protocol: Any, pool: Any, indices: np.ndarray | None, *, init_seed: in
     task = plugins.create("task", spec.name, spec.params)
     task.fit(backbone, datasets[spec.train_split], seed=training_seed)
     return 100.0 * float(task.evaluate(backbone, datasets[spec.test_split])[task.metric])
+
+
+def _start_checkpoint(start: str, protocol: Any, pool: Any) -> Path | None:
+    if start == "init":
+        return None
+    if start != "warmup":
+        return Path(start)
+    from delbench.runner import warmed_backbone
+
+    directory = Path(tempfile.mkdtemp(prefix="delbench-warmup-"))
+    warmed_backbone(pool, protocol.backbone, checkpoint=None, warmup_steps=protocol.embedding.warmup_steps,
+                    batch_size=protocol.pretrain.batch_size, optimizer=protocol.pretrain.optimizer,
+                    directory=directory)
+    return directory / "warmup.safetensors"
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -110,6 +130,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                         help="what a run seed changes: everything (as in a run), only the initial weights, "
                              "or only the training (masks, flips, order, the mixture's draw); the rest "
                              "takes the first seed")
+    parser.add_argument("--start", default="init",
+                        help="'init' (fresh weights from the seed), 'warmup' (the protocol's embedding "
+                             "warm-up on the whole pool, the same for every seed) or a checkpoint file")
     parser.add_argument("--cfg-options", nargs="*", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     overrides = {"pool.params.seed": args.pool_seed, **_key_values(args.cfg_options, "--cfg-options")}
@@ -117,6 +140,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     pool = plugins.create("dataset", protocol.pool.name, protocol.pool.params,
                           **protocol.dataset_arguments(protocol.pool, "all"))
     metadata = pool.metadata()
+    start = _start_checkpoint(args.start, protocol, pool)
     seeds = [int(s) for s in args.seeds.split(",")]
     invalid_types = args.invalid_types.split(",") if args.invalid_types else None
     plans: list[tuple[dict[str, Any], Any]] = []
@@ -131,8 +155,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             init_seed = seeds[0] if args.vary == "training" else seed
             training_seed = seeds[0] if args.vary == "init" else seed
             indices = mixture(metadata, plan, invalid_types, training_seed, args.set_size) if isinstance(plan, float) else plan
-            value = score(protocol, pool, indices, init_seed=init_seed, training_seed=training_seed)
-            line = {**label, "pool_seed": args.pool_seed, "seed": seed, "vary": args.vary,
+            value = score(protocol, pool, indices, init_seed=init_seed, training_seed=training_seed, start=start)
+            line = {**label, "pool_seed": args.pool_seed, "seed": seed, "vary": args.vary, "start": args.start,
                     "score": round(value, 2), "seconds": round(time.perf_counter() - started, 1)}
             print(json.dumps(line), flush=True)
             lines.append(line)
