@@ -21,9 +21,10 @@ n / C at every size, so pools of different sizes compare at the same average clu
 
 ``--kmeans flat|hierarchical`` fixes the clustering selectors' k-means method (default theirs,
 'auto': two levels from 4,096 clusters on); ``--compare-kmeans`` runs each of them with both
-on the same embeddings and prints the overlap of the two subsets (Jaccard, share of flat's
-items that two levels keep too), the share of the pool's planted core frames each keeps, the
-share of invalid frames in each subset, and both times:
+on the same embeddings, and flat again under the next seed (the yardstick: how far the
+subset moves with the clustering seed alone), and prints for each its time, its overlap with
+flat's subset (Jaccard, share of flat's items it keeps too), the share of the pool's planted
+core frames it keeps and the share of invalid frames in it:
 
     python benchmarks/perf/selection.py --sizes 1000000 --selectors meddel,semdedup \
         --cluster-size 1000 --compare-kmeans --work-dir /data/perf
@@ -242,9 +243,10 @@ def worker_main(args: argparse.Namespace) -> None:
 
 # --- driver ---------------------------------------------------------------------------------
 def _spawn(args: argparse.Namespace, name: str, path: Path, *, reference: bool,
-           save_indices: Path | None = None, kmeans: str | None = None) -> dict[str, Any]:
+           save_indices: Path | None = None, kmeans: str | None = None, seed: int | None = None) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", name, "--embeddings", str(path), "--ratio",
-               str(args.ratio), "--seed", str(args.seed), "--image-size", str(args.image_size)]
+               str(args.ratio), "--seed", str(args.seed if seed is None else seed),
+               "--image-size", str(args.image_size)]
     if args.cluster_size:
         command += ["--cluster-size", str(args.cluster_size)]
     if kmeans or args.kmeans:
@@ -268,27 +270,30 @@ def _spawn(args: argparse.Namespace, name: str, path: Path, *, reference: bool,
 
 
 def compare_kmeans(args: argparse.Namespace, name: str, n: int, path: Path, work: Path) -> dict[str, Any]:
-    """``name`` with flat and with two-level k-means on the same embeddings and settings: both
-    runs, the overlap of their subsets and the share of the pool's planted core frames each keeps."""
+    """``name`` with flat and with two-level k-means on the same embeddings and settings, and
+    with flat k-means under the next seed (how much the subset moves with the clustering's
+    seed alone, the yardstick for the first comparison): the runs, the overlap of each subset
+    with the flat one and the share of the pool's planted core frames each keeps."""
     runs, kept = {}, {}
-    for method in ("flat", "hierarchical"):
-        saved = work / f"kmeans_{method}_{name}_{n}.npy"
-        runs[method] = _spawn(args, name, path, reference=False, save_indices=saved, kmeans=method)
-        if "seconds" in runs[method]:
-            kept[method] = np.load(saved)
+    for label, method, seed in (("flat", "flat", args.seed), ("hierarchical", "hierarchical", args.seed),
+                                ("flat_next_seed", "flat", args.seed + 1)):
+        saved = work / f"kmeans_{label}_{name}_{n}.npy"
+        runs[label] = _spawn(args, name, path, reference=False, save_indices=saved, kmeans=method, seed=seed)
+        if "seconds" in runs[label]:
+            kept[label] = np.load(saved)
     row: dict[str, Any] = {"selector": name, "n": n, "dim": args.dim, "compare": "kmeans", **runs}
-    if len(kept) == 2:
-        flat, hierarchical = kept["flat"], kept["hierarchical"]
-        common = np.intersect1d(flat, hierarchical).size
+    if "flat" in kept:
         kind = np.asarray(_pool(n, args.image_size).metadata()["kind"]).astype(str)
-        core = np.flatnonzero(kind == "core")
-        row.update(jaccard=round(common / max(1, np.union1d(flat, hierarchical).size), 6),
-                   flat_kept_by_hierarchical=round(common / max(1, flat.size), 6),
-                   core_kept={method: round(np.intersect1d(kept[method], core).size / max(1, core.size), 6)
-                              for method in kept},
-                   invalid_share_of_subset={method: round(np.isin(kept[method], np.flatnonzero(kind == "invalid")).mean(), 6)
-                                 for method in kept},
-                   hierarchical_over_flat_seconds=round(runs["hierarchical"]["seconds"] / runs["flat"]["seconds"], 3))
+        core, invalid = np.flatnonzero(kind == "core"), np.flatnonzero(kind == "invalid")
+        flat = kept["flat"]
+        for label, other in kept.items():
+            common = np.intersect1d(flat, other).size
+            row[label].update(jaccard_with_flat=round(common / max(1, np.union1d(flat, other).size), 6),
+                              share_of_flat_kept=round(common / max(1, flat.size), 6),
+                              core_kept=round(np.intersect1d(other, core).size / max(1, core.size), 6),
+                              invalid_share_of_subset=round(np.isin(other, invalid).mean(), 6))
+        if "hierarchical" in kept:
+            row["hierarchical_over_flat_seconds"] = round(runs["hierarchical"]["seconds"] / runs["flat"]["seconds"], 3)
     return row
 
 
