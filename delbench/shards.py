@@ -24,40 +24,21 @@ process and N processes give the same files.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 from delbench.distributed import World
 from delbench.errors import DelbenchError
-from delbench.results import atomic_save_npy, atomic_write_json, atomic_write_text, file_sha256
+from delbench.results import atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, file_sha256
 
 logger = logging.getLogger(__name__)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
-    """An exclusive ``flock`` on ``path`` (created if missing) for the block; yields whether it
-    was taken (always True when ``blocking``). The kernel drops it when the process exits."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
 
 
 @dataclass(frozen=True)
