@@ -243,7 +243,8 @@ class Selector(Plugin, abc.ABC):
         parameters: protocols are checked against them), plus ``embeddings`` when
         ``requires_embeddings`` (checked: 2-D float, one finite row per item), ``backbone``
         when ``requires_backbone``, ``output_dir`` when ``produces_derived`` (then return a
-        ``DerivedSelection`` of ``k`` images) and ``work=None`` when ``resumable_work``. Values were checked by ``check_params`` already.
+        ``DerivedSelection`` of ``k`` images) and ``work=None`` when ``resumable_work``.
+        Values were checked by ``check_params`` already.
         """
 
 
