@@ -6,6 +6,7 @@ tests/test_checkpoint_lock.py). Not collected by pytest.
 Every call of ``TimmMAE.pretrain`` writes a file into MARKER_DIR, then sleeps SECONDS before
 training, so two such processes started together overlap in their pre-training.
 """
+import functools
 import os
 import sys
 import time
@@ -19,6 +20,7 @@ assert separator == "--"
 original = TimmMAE.pretrain
 
 
+@functools.wraps(original)  # keeps pretrain's signature: the runner reads resume_dir from it
 def marking(self, *args, **kwargs):
     Path(marker_dir, f"pretrain-{os.getpid()}-{time.monotonic_ns()}").touch()
     time.sleep(float(seconds))

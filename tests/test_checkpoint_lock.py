@@ -15,14 +15,15 @@ FULL_ONLY = "selectors=[{'name':'full','ratios':[1.0]}]"
 @pytest.mark.slow
 def test_concurrent_runs_share_one_pretraining(tmp_path):
     """As two launcher jobs of `full` and `random` at ratio 1.0 do: the same subset, seed and
-    protocol, so the same checkpoint key. The second waits on the checkpoint's lock and reads
+    protocol in one cache directory, so the same checkpoint key. The second waits on the checkpoint's lock and reads
     the first's checkpoint; without the lock both trained (and could fail each other)."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    env = {**os.environ, "DELBENCH_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     runs = [subprocess.Popen([sys.executable, str(HERE / "run_marking_pretrain.py"), str(markers), "4", "--",
                               "run", str(HERE / "configs" / "tiny.py"), "--work-dir", str(tmp_path / f"run{i}"),
-                              "--no-progress", "--quiet", "--cfg-options", FULL_ONLY],
+                              "--no-progress", "--quiet", "--cfg-options", FULL_ONLY,
+                              f"runtime.cache_dir={tmp_path / 'cache'}"],  # one cache, as a launcher's jobs
                              env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True) for i in range(2)]
     for run in runs:
