@@ -97,11 +97,19 @@ def cmd_select(args: argparse.Namespace) -> int:
                           f"'delbench run' computes and caches them for you")
     if args.embeddings and not getattr(cls, "requires_embeddings", False):
         raise ConfigError(f"selector '{args.selector}' does not use embeddings; drop --embeddings {args.embeddings}")
-    embeddings = load_embeddings(args.embeddings, len(pool), ids_sha256(pool.item_ids())) if args.embeddings else None
+    if not args.work and (args.shard_rank is not None or args.shard_count is not None):
+        raise ConfigError("--shard-rank/--shard-count split the work of --work DIR; give --work")
+    if args.work and not getattr(cls, "resumable_work", False):
+        raise ConfigError(f"selector '{args.selector}' keeps no work files; drop --work {args.work}")
+    pool_ids_sha256 = ids_sha256(pool.item_ids())
+    embeddings = load_embeddings(args.embeddings, len(pool), pool_ids_sha256) if args.embeddings else None
     backbone = _scoring_backbone(args, pool, backbone_spec, dataset_params) if backbone_spec else None
     derived = getattr(cls, "produces_derived", False)
+    work = _selection_work(args, pool_ids_sha256) if args.work else None
     subset = run_selector(cls(), pool, args.ratio, seed=args.seed, embeddings=embeddings, params=params,
-                          backbone=backbone, output_dir=args.out if derived else None)
+                          backbone=backbone, output_dir=args.out if derived else None, work=work)
+    if work is not None and not work.world.is_main:
+        return 0  # every process found the same subset; rank 0 writes it
     if derived:
         proposer = (subset.manifest.get("method", {}).get("proposer") or {})
         proposer = proposer.get("proposer") if isinstance(proposer, dict) else proposer
@@ -114,6 +122,38 @@ def cmd_select(args: argparse.Namespace) -> int:
     if subset.diagnostics:
         print(json.dumps(subset.diagnostics, default=str, sort_keys=True), file=sys.stderr)
     return 0
+
+
+def _selection_work(args: argparse.Namespace, pool_ids_sha256: str):
+    """The ``SelectionWork`` of ``select --work``: this process's rank under torchrun (or
+    ``--shard-rank``/``--shard-count`` for one task of a job array), and the inputs a work
+    directory's stages are keyed by (the pool's ids hash, the embeddings' manifest or file)."""
+    from delbench.distributed import World, world_from_env
+    from delbench.embed import MANIFEST
+    from delbench.errors import ConfigError
+    from delbench.shards import SelectionWork
+
+    world = world_from_env()
+    if args.shard_count is not None or args.shard_rank is not None:
+        if world.distributed:
+            raise ConfigError("--shard-rank/--shard-count are for job arrays; under torchrun the rank is RANK")
+        count, rank = args.shard_count or 1, args.shard_rank or 0
+        if count < 1 or not 0 <= rank < count:
+            raise ConfigError(f"--shard-rank must be in [0, --shard-count), got {rank} of {count}")
+        world = World(rank, count, 0)
+    if args.clusters_per_shard < 1:
+        raise ConfigError(f"--clusters-per-shard must be at least 1, got {args.clusters_per_shard}")
+    source = Path(args.embeddings) if args.embeddings else None
+    if source is not None and source.is_dir():  # the manifest lists every shard's sha256
+        embeddings_id = json.loads((source / MANIFEST).read_text()).get("shards")
+    elif source is not None:  # a plain .npy: its size and time stand for it (plus the selector's row sample)
+        stat = source.stat()
+        embeddings_id = {"file": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    else:
+        embeddings_id = None
+    return SelectionWork(Path(args.work), world, inputs={"pool_ids_sha256": pool_ids_sha256,
+                                                         "embeddings": embeddings_id},
+                         clusters_per_shard=args.clusters_per_shard)
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
@@ -330,6 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True,
                    help="output .npy (sorted int64 indices); for a selector that writes images (optidel), a "
                         "directory: the images and manifest.json go to DIR/<manifest sha256>/")
+    p.add_argument("--work", metavar="DIR",
+                   help="keep the clustering and per-cluster scores here (meddel, semdedup, prototypes, d4): a "
+                        "re-run skips finished shards; every rank of torchrun (or task of an array) shares them")
+    p.add_argument("--clusters-per-shard", type=int, default=64, help="clusters per score shard (with --work)")
+    p.add_argument("--shard-rank", type=int, help="this task's number in a job array (with --work)")
+    p.add_argument("--shard-count", type=int, help="the array's number of tasks (with --work)")
     p.set_defaults(func=cmd_select)
 
     p = sub.add_parser("embed", help="embed a pool in fixed index shards (.npy each + manifest.json); "

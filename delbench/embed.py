@@ -13,7 +13,8 @@ Files in the output directory:
 ``shard-00000.sha256``
     the sha256 of that ``.npy`` file, written after it: a shard counts as finished when both
     exist and the hash matches, so a re-run (after a kill, or a resubmitted array) computes
-    only the shards that are missing or damaged;
+    only the shards that are missing or damaged (:mod:`delbench.shards`, the machinery every
+    sharded job shares);
 ``manifest.json``
     what the embeddings are of (pool name, parameters, ids sha256, n; backbone, parameters,
     checkpoint and its sha256; dtype, shard size and ranges) and, once every shard is
@@ -41,7 +42,8 @@ import numpy as np
 
 from delbench.distributed import World
 from delbench.errors import DelbenchError, SelectionError
-from delbench.results import atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, file_sha256
+from delbench.results import atomic_path, atomic_write_json, atomic_write_text, file_sha256
+from delbench.shards import ShardFiles, run_shards
 from delbench.subset import check_embeddings, ids_sha256, read_embeddings
 
 logger = logging.getLogger(__name__)
@@ -62,27 +64,26 @@ def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """What to embed and where: the identity written into the manifest, and the shard ranges."""
+    """What to embed and where: the identity written into the manifest, and the shard ranges
+    (their files: :class:`delbench.shards.ShardFiles`, as every sharded job's)."""
 
     out_dir: Path
     identity: dict[str, Any]
     ranges: list[tuple[int, int]]
 
+    @property
+    def files(self) -> ShardFiles:
+        return ShardFiles(self.out_dir)
+
     def shard_path(self, i: int) -> Path:
-        return self.out_dir / f"shard-{i:05d}.npy"
+        return self.files.path(i)
 
     def hash_path(self, i: int) -> Path:
-        return self.out_dir / f"shard-{i:05d}.sha256"
+        return self.files.hash_path(i)
 
     def finished(self, i: int) -> bool:
         """Shard ``i`` is on disk whole: its file and its recorded hash agree."""
-        path, recorded = self.shard_path(i), self.hash_path(i)
-        if not (path.is_file() and recorded.is_file()):
-            return False
-        if file_sha256(path) == recorded.read_text().strip():
-            return True
-        logger.warning("embedding shard %s does not match its recorded sha256; computing it again", path)
-        return False
+        return self.files.finished(i)
 
 
 def plan_shards(out_dir: str | Path, *, pool_name: str, pool_params: Mapping[str, Any], pool_ids: list[str],
@@ -120,31 +121,23 @@ def embed_shards(plan: ShardPlan, pool: Any, embed: Callable[[np.ndarray], np.nd
         atomic_write_json(manifest, {**plan.identity, "complete": False,
                                      "shards": [{"file": plan.shard_path(i).name, "start": a, "stop": b}
                                                 for i, (a, b) in enumerate(plan.ranges)]})
-    mine = [i for i in range(len(plan.ranges)) if i % world.size == world.rank]
-    computed, skipped = [], []
-    for i in tqdm(mine, desc="embed shards", disable=not progress, unit="shard"):
-        if plan.finished(i):
-            skipped.append(i)
-            continue
+
+    def compute(i: int) -> np.ndarray:
         start, stop = plan.ranges[i]
         rows = [np.asarray(embed(pool.load_images(np.arange(a, min(stop, a + batch_size)))))
                 for a in range(start, stop, batch_size)]
-        block = check_embeddings(np.concatenate(rows).astype(plan.identity["dtype"]), stop - start)
-        atomic_save_npy(plan.shard_path(i), block)
-        atomic_write_text(plan.hash_path(i), file_sha256(plan.shard_path(i)) + "\n")
-        computed.append(i)
-    complete = finalize(plan)
-    return {"computed": computed, "skipped": skipped, "complete": complete}
+        return check_embeddings(np.concatenate(rows).astype(plan.identity["dtype"]), stop - start)
+
+    done = run_shards(plan.files, len(plan.ranges), compute, world=world,
+                      progress=lambda shards: tqdm(shards, desc="embed shards", disable=not progress, unit="shard"))
+    return {**done, "complete": finalize(plan)}
 
 
 def finalize(plan: ShardPlan) -> bool:
     """Write the complete manifest when every shard is finished; whether it is complete."""
-    hashes = []
-    for i in range(len(plan.ranges)):
-        recorded = plan.hash_path(i)
-        if not (plan.shard_path(i).is_file() and recorded.is_file()):
-            return False
-        hashes.append(recorded.read_text().strip())
+    hashes = plan.files.recorded_hashes(len(plan.ranges))
+    if hashes is None:
+        return False
     atomic_write_json(plan.out_dir / MANIFEST, {
         **plan.identity, "complete": True,
         "shards": [{"file": plan.shard_path(i).name, "start": a, "stop": b, "sha256": h}

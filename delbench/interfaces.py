@@ -177,9 +177,13 @@ class Selector(Plugin, abc.ABC):
     deterministic_in_seed: ClassVar[bool] = False
     #: the selector writes new images (``output_dir=``) and returns a ``DerivedSelection``
     produces_derived: ClassVar[bool] = False
+    #: the selector can keep intermediate results in files and split its work over processes
+    #: when the harness gives it ``work=`` (a ``delbench.shards.SelectionWork``): the same
+    #: result as without, resumed after a kill. Optional for the harness to give.
+    resumable_work: ClassVar[bool] = False
 
     def select(self, pool: Dataset, ratio: float, *, seed: int, embeddings: np.ndarray | None = None,
-               backbone: Backbone | None = None, output_dir: Any = None,
+               backbone: Backbone | None = None, output_dir: Any = None, work: Any = None,
                **params: Any) -> Selection | DerivedSelection:
         """The shared steps around :meth:`choose`, in order: ratio → ``k = subset_size(n,
         ratio)`` (a ``fixed_ratio`` selector refuses any other ratio); ``params`` bound against
@@ -191,7 +195,9 @@ class Selector(Plugin, abc.ABC):
 
         A ``produces_derived`` selector's ``choose`` also receives ``output_dir`` (required)
         and returns a ``DerivedSelection``; the template checks it holds exactly ``k`` images
-        (``run_selector`` checks the files).
+        (``run_selector`` checks the files). A ``resumable_work`` selector's ``choose``
+        receives ``work`` when the caller gives one (and must return what it returns
+        without).
         """
         started = time.perf_counter()
         n = len(pool)
@@ -206,6 +212,10 @@ class Selector(Plugin, abc.ABC):
             if backbone is None:
                 raise SelectionError(f"{self.name} needs the current backbone (keyword 'backbone=')")
             inputs["backbone"] = backbone
+        if work is not None:
+            if not self.resumable_work:
+                raise SelectionError(f"{self.name} keeps no work files: it takes no work= (drop --work)")
+            inputs["work"] = work
         if self.produces_derived:
             if output_dir is None:
                 raise SelectionError(f"{self.name} writes new images: pass output_dir= (an empty directory)")
@@ -232,8 +242,9 @@ class Selector(Plugin, abc.ABC):
         Declare the selector's parameters as keyword parameters with defaults (they are its
         parameters: protocols are checked against them), plus ``embeddings`` when
         ``requires_embeddings`` (checked: 2-D float, one finite row per item), ``backbone``
-        when ``requires_backbone`` and ``output_dir`` when ``produces_derived`` (then return a
-        ``DerivedSelection`` of ``k`` images). Values were checked by ``check_params`` already.
+        when ``requires_backbone``, ``output_dir`` when ``produces_derived`` (then return a
+        ``DerivedSelection`` of ``k`` images) and ``work=None`` when ``resumable_work``.
+        Values were checked by ``check_params`` already.
         """
 
 

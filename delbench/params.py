@@ -32,7 +32,7 @@ from delbench.errors import ConfigError
 
 #: arguments the harness passes itself, per plugin kind: never protocol parameters
 HARNESS_ARGUMENTS: Mapping[str, frozenset[str]] = {
-    "selector": frozenset({"pool", "ratio", "k", "seed", "embeddings", "backbone", "output_dir"}),
+    "selector": frozenset({"pool", "ratio", "k", "seed", "embeddings", "backbone", "output_dir", "work"}),
     "dataset": frozenset({"split"}),
     "backbone": frozenset(),
     "task": frozenset(),

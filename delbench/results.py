@@ -368,6 +368,28 @@ def remove_orphan_temporaries(directory: str | Path, *, legacy: bool = False) ->
     return removed
 
 
+@contextlib.contextmanager
+def file_lock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the block; yields whether it
+    was taken (always True when ``blocking``). The kernel drops it when the process exits in
+    any way, as :class:`WorkDirLock`'s; unlike that one it guards one piece of shared work
+    (a cached pre-training, a shard), so a second process waits or moves on instead of being
+    refused. Not re-entrant: each call opens its own descriptor."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
 LOCK_FILE = ".delbench.lock"
 
 

@@ -60,8 +60,8 @@ from delbench.errors import DelbenchError, StageTimeout, one_line
 from delbench.metrics import normdel, scene_nn_agreement
 from delbench.results import (DERIVED_DIR, HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, ResultRow,
                               append_row, atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text,
-                              lock_work_dir, read_header, read_rows, remove_orphan_temporaries, repair_rows_file,
-                              write_split_file)
+                              file_lock, lock_work_dir, read_header, read_rows, remove_orphan_temporaries,
+                              repair_rows_file, write_split_file)
 from delbench.subset import (DerivedSubset, Subset, check_embeddings, ids_sha256, load_derived, run_selector,
                              subset_sha256, subset_size)
 
@@ -414,7 +414,6 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     key = _hash({"subset": subset.sha256, "backbone": protocol.backbone, "pretrain": protocol.pretrain,
                  "steps": steps, "seed": seed, "pool": protocol.pool})
     directory = ctx.cache_dir / "checkpoints" / key
-    info_path = directory / "pretrain.json"
     # intermediate checkpoints are named by step, so epochs that fall on one step share a file;
     # an epoch at the end of the schedule is the final checkpoint, one beyond it has none
     step_of = {e: protocol.pretrain.steps_at_epoch(e, subset.size) for e in protocol.pretrain.checkpoint_epochs}
@@ -422,6 +421,22 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     paths: dict[float | None, Path] = {None: directory / "final.safetensors"}
     paths.update({e: by_step.get(s, paths[None]) for e, s in step_of.items()
                   if protocol.pretrain.reaches(e, n_pool, subset.size)})
+    # Two jobs of a launched sweep can reach one content-keyed pre-training at the same time
+    # (e.g. `full` and `random` at ratio 1.0 select the same subset): without the lock both
+    # trained into the same resume states and the first to finish deleted them under the
+    # other. The second now waits here, then finds the first's checkpoints.
+    with file_lock(directory / "pretrain.lock"):
+        return _pretrain_checkpoints_locked(ctx, subset, seed, key=key, steps=steps, paths=paths, by_step=by_step)
+
+
+def _pretrain_checkpoints_locked(ctx: RunContext, subset: Subset, seed: int, *, key: str, steps: int,
+                                 paths: dict[float | None, Path], by_step: dict[int, Path]
+                                 ) -> tuple[dict[float | None, Path], dict[str, Any]]:
+    """:func:`pretrain_checkpoints` under its checkpoint directory's lock."""
+    protocol = ctx.protocol
+    n_pool = len(ctx.pool)
+    directory = paths[None].parent
+    info_path = directory / "pretrain.json"
     if info_path.is_file() and all(p.is_file() for p in paths.values()):
         info = json.loads(info_path.read_text())
         # a checkpoint cached before the loss was recorded, or under a protocol whose first

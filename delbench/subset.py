@@ -242,12 +242,18 @@ def checked_indices(result: Any, n: int, k: int, *, selector: str = "selector") 
 
 def call_selector(selector: Any, pool: Any, ratio: float, *, seed: int, embeddings: Any = None,
                   backbone: Any = None, params: dict[str, Any] | None = None,
-                  output_dir: str | Path | None = None) -> Any:
+                  output_dir: str | Path | None = None, work: Any = None) -> Any:
     """``selector.select`` called as the contract says: ``embeddings`` only when it
     ``requires_embeddings``, ``backbone`` only when it ``requires_backbone``, ``output_dir``
-    only when it ``produces_derived``, ``params`` as keywords. Returns what ``select``
+    only when it ``produces_derived``, ``work`` only when given (refused for a selector
+    that is not ``resumable_work``), ``params`` as keywords. Returns what ``select``
     returned, unchecked (:func:`run_selector` checks it)."""
     kwargs = dict(params or {})
+    if work is not None:
+        if not getattr(selector, "resumable_work", False):
+            raise SelectionError(f"{getattr(selector, 'name', type(selector).__name__)} keeps no work files: "
+                                 f"it takes no work directory (drop --work)")
+        kwargs["work"] = work
     if getattr(selector, "requires_embeddings", False):
         kwargs["embeddings"] = embeddings
     if getattr(selector, "requires_backbone", False):
@@ -259,7 +265,8 @@ def call_selector(selector: Any, pool: Any, ratio: float, *, seed: int, embeddin
 
 def run_selector(selector: Any, pool: Any, ratio: float, *, seed: int, embeddings: Any = None,
                  backbone: Any = None, params: dict[str, Any] | None = None,
-                 pool_ids: Sequence[str] | None = None, output_dir: str | Path | None = None) -> Subset:
+                 pool_ids: Sequence[str] | None = None, output_dir: str | Path | None = None,
+                 work: Any = None) -> Subset:
     """Run one selection the one way every caller does: the runner, ``delbench select`` and
     the contract checker.
 
@@ -273,6 +280,10 @@ def run_selector(selector: Any, pool: Any, ratio: float, *, seed: int, embedding
     directory inside it, and its checked result lands in ``<output_dir>/<manifest sha256>``
     (an existing directory of that name, holding the same images, is kept); the return value
     is then a :class:`DerivedSubset`.
+
+    ``work`` (a :class:`delbench.shards.SelectionWork`) lets a ``resumable_work`` selector
+    keep its intermediate results in files and share them with other processes; the subset
+    is the same as without it.
     """
     name = str(getattr(selector, "name", type(selector).__name__))
     pool_ids = list(pool.item_ids()) if pool_ids is None else pool_ids
@@ -280,7 +291,7 @@ def run_selector(selector: Any, pool: Any, ratio: float, *, seed: int, embedding
     if not getattr(selector, "produces_derived", False):
         started = time.perf_counter()
         result = call_selector(selector, pool, ratio, seed=seed, embeddings=embeddings, backbone=backbone,
-                               params=params)
+                               params=params, work=work)
         seconds = time.perf_counter() - started
         indices, diagnostics = checked_indices(result, len(pool_ids), k, selector=name)
         return Subset(indices, subset_sha256(indices), selected_ids_sha256(pool_ids, indices), ids_sha256(pool_ids),
@@ -292,7 +303,7 @@ def run_selector(selector: Any, pool: Any, ratio: float, *, seed: int, embedding
     try:
         started = time.perf_counter()
         result = call_selector(selector, pool, ratio, seed=seed, embeddings=embeddings, backbone=backbone,
-                               params=params, output_dir=staging)
+                               params=params, output_dir=staging, work=work)
         seconds = time.perf_counter() - started
         selection = checked_derived(result, pool_ids, k, staging, selector=name)
         method = {"selector": name, "selector_version": str(getattr(selector, "version", "0")), **selection.method}

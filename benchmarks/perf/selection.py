@@ -19,6 +19,16 @@ n / C at every size, so pools of different sizes compare at the same average clu
     python benchmarks/perf/selection.py --sizes 1000000,10000000 --selectors meddel,semdedup \
         --cluster-size 1000 --no-reference
 
+``--kmeans flat|hierarchical`` fixes the clustering selectors' k-means method (default theirs,
+'auto': two levels from 4,096 clusters on); ``--compare-kmeans`` runs each of them with both
+on the same embeddings, and flat again under the next seed (the yardstick: how far the
+subset moves with the clustering seed alone), and prints for each its time, its overlap with
+flat's subset (Jaccard, share of flat's items it keeps too), the share of the pool's planted
+core frames it keeps and the share of invalid frames in it:
+
+    python benchmarks/perf/selection.py --sizes 1000000 --selectors meddel,semdedup \
+        --cluster-size 1000 --compare-kmeans --work-dir /data/perf
+
 For ``meddel`` and ``semdedup`` it also runs a straightforward reference in the same way:
 the whole file loaded as float32, the same k-means (same seed, so the same clusters), then per
 cluster the full c × c similarity matrix in plain numpy. It prints our time / reference time
@@ -142,13 +152,20 @@ def _n_clusters(name: str, n: int, cluster_size: int | None) -> dict[str, int]:
     return {"n_clusters": max(1, n // cluster_size)} if cluster_size and name in CLUSTERING else {}
 
 
+def _params(name: str, n: int, cluster_size: int | None, kmeans: str | None) -> dict[str, Any]:
+    """The selector parameters of a measured run: ``n_clusters`` (``--cluster-size``) and
+    ``kmeans`` (``--kmeans``) for the clustering selectors."""
+    extra = {"kmeans": kmeans} if kmeans and name in CLUSTERING else {}
+    return {**_n_clusters(name, n, cluster_size), **extra}
+
+
 def _current_rss_mib() -> float:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def run_selector(name: str, embeddings_path: str, ratio: float, seed: int, image_size: int,
-                 cluster_size: int | None = None) -> dict[str, Any]:
+                 cluster_size: int | None = None, kmeans: str | None = None) -> dict[str, Any]:
     import delbench
     from delbench.subset import run_selector as run
     from delbench.testing import FakeBackbone
@@ -161,7 +178,7 @@ def run_selector(name: str, embeddings_path: str, ratio: float, seed: int, image
     before = _current_rss_mib()
     with AnonPeak() as anon:
         subset = run(cls(), pool, ratio, seed=seed, embeddings=embeddings, backbone=FakeBackbone(), pool_ids=pool_ids,
-                     params=_n_clusters(name, embeddings.shape[0], cluster_size))
+                     params=_params(name, embeddings.shape[0], cluster_size, kmeans))
     seconds = subset.time_s
     diagnostics = {k: v for k, v in subset.diagnostics.items() if isinstance(v, (int, float, str, type(None)))}
     return {"seconds": seconds, "peak_rss_mib": _rss_mib(), "peak_anon_mib": round(anon.peak_mib, 1),
@@ -186,7 +203,9 @@ def reference_scores(unit: np.ndarray, labels: np.ndarray, n_clusters: int, prio
 
 
 def run_reference(name: str, embeddings_path: str, ratio: float, seed: int, image_size: int,
-                  cluster_size: int | None = None) -> dict[str, Any]:
+                  cluster_size: int | None = None, kmeans: str | None = None) -> dict[str, Any]:
+    if kmeans not in (None, "flat"):
+        raise SystemExit("the plain-numpy reference clusters with flat k-means only (use --no-reference)")
     from delbench.subset import subset_sha256, subset_size
     from delbench_plugins.lib.clustering import default_n_clusters, kmeans
     started = time.perf_counter()
@@ -214,7 +233,8 @@ def run_reference(name: str, embeddings_path: str, ratio: float, seed: int, imag
 
 def worker_main(args: argparse.Namespace) -> None:
     runner = run_reference if args.reference else run_selector
-    outcome = runner(args.worker, args.embeddings, args.ratio, args.seed, args.image_size, args.cluster_size)
+    outcome = runner(args.worker, args.embeddings, args.ratio, args.seed, args.image_size, args.cluster_size,
+                     args.kmeans)
     indices = outcome.pop("_indices", None)
     if indices is not None and args.save_indices:
         np.save(args.save_indices, indices)
@@ -223,11 +243,14 @@ def worker_main(args: argparse.Namespace) -> None:
 
 # --- driver ---------------------------------------------------------------------------------
 def _spawn(args: argparse.Namespace, name: str, path: Path, *, reference: bool,
-           save_indices: Path | None = None) -> dict[str, Any]:
+           save_indices: Path | None = None, kmeans: str | None = None, seed: int | None = None) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", name, "--embeddings", str(path), "--ratio",
-               str(args.ratio), "--seed", str(args.seed), "--image-size", str(args.image_size)]
+               str(args.ratio), "--seed", str(args.seed if seed is None else seed),
+               "--image-size", str(args.image_size)]
     if args.cluster_size:
         command += ["--cluster-size", str(args.cluster_size)]
+    if kmeans or args.kmeans:
+        command += ["--kmeans", kmeans or args.kmeans]
     if reference:
         command.append("--reference")
     if save_indices is not None:
@@ -244,6 +267,34 @@ def _spawn(args: argparse.Namespace, name: str, path: Path, *, reference: bool,
         tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
         return {"error": f"exit {done.returncode}: {' | '.join(tail)}", **load}
     return {**json.loads(lines[-1][len("RESULT "):]), **load}
+
+
+def compare_kmeans(args: argparse.Namespace, name: str, n: int, path: Path, work: Path) -> dict[str, Any]:
+    """``name`` with flat and with two-level k-means on the same embeddings and settings, and
+    with flat k-means under the next seed (how much the subset moves with the clustering's
+    seed alone, the yardstick for the first comparison): the runs, the overlap of each subset
+    with the flat one and the share of the pool's planted core frames each keeps."""
+    runs, kept = {}, {}
+    for label, method, seed in (("flat", "flat", args.seed), ("hierarchical", "hierarchical", args.seed),
+                                ("flat_next_seed", "flat", args.seed + 1)):
+        saved = work / f"kmeans_{label}_{name}_{n}.npy"
+        runs[label] = _spawn(args, name, path, reference=False, save_indices=saved, kmeans=method, seed=seed)
+        if "seconds" in runs[label]:
+            kept[label] = np.load(saved)
+    row: dict[str, Any] = {"selector": name, "n": n, "dim": args.dim, "compare": "kmeans", **runs}
+    if "flat" in kept:
+        kind = np.asarray(_pool(n, args.image_size).metadata()["kind"]).astype(str)
+        core, invalid = np.flatnonzero(kind == "core"), np.flatnonzero(kind == "invalid")
+        flat = kept["flat"]
+        for label, other in kept.items():
+            common = np.intersect1d(flat, other).size
+            row[label].update(jaccard_with_flat=round(common / max(1, np.union1d(flat, other).size), 6),
+                              share_of_flat_kept=round(common / max(1, flat.size), 6),
+                              core_kept=round(np.intersect1d(other, core).size / max(1, core.size), 6),
+                              invalid_share_of_subset=round(np.isin(other, invalid).mean(), 6))
+        if "hierarchical" in kept:
+            row["hierarchical_over_flat_seconds"] = round(runs["hierarchical"]["seconds"] / runs["flat"]["seconds"], 3)
+    return row
 
 
 def growth_exponents(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
@@ -273,6 +324,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-reference", action="store_true", help="skip the plain-numpy references")
     parser.add_argument("--cluster-size", type=int, default=None,
                         help="n_clusters = n / this for meddel and semdedup (default: about sqrt(n) clusters)")
+    parser.add_argument("--kmeans", choices=("auto", "flat", "hierarchical"), default=None,
+                        help="k-means method of meddel and semdedup (default: theirs, 'auto')")
+    parser.add_argument("--compare-kmeans", action="store_true",
+                        help="run meddel/semdedup with flat and with two-level k-means and compare the subsets")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     # internal: one measured run in a fresh process
@@ -298,6 +353,11 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         path = write_embeddings(work / f"embeddings_n{n}_d{args.dim}.npy", n, args.dim, args.image_size)
         print(f"n={n}: embeddings {path} ready in {time.perf_counter() - started:.1f} s", flush=True)
+        if args.compare_kmeans:
+            for name in (name for name in names if name in CLUSTERING):
+                rows.append(compare_kmeans(args, name, n, path, work))
+                print(json.dumps(rows[-1]), flush=True)
+            continue
         for name in names:
             with_reference = name in REFERENCE_OUTLIER_EPS and not args.no_reference
             ours_path, reference_path = work / f"ours_{name}_{n}.npy", work / f"reference_{name}_{n}.npy"

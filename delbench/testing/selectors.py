@@ -26,8 +26,10 @@ ratio raises ``SelectionError``); ``check_deterministic`` (same seed, same subse
 ``check_one_item_pool`` (→ ``[0]``); ``check_duplicate_only_pool`` (40 identical items and
 embeddings: exact size, deterministic); and for ``requires_embeddings`` selectors
 ``check_nonfinite_embeddings`` (NaN/±inf → ``SelectionError``) and ``check_embedding_shapes``
-(None, 1-D, 3-D, one row too many or too few → ``SelectionError``). The built-in pool's
-images and embeddings are read-only, like the runner's memory-mapped cache.
+(None, 1-D, 3-D, one row too many or too few → ``SelectionError``); for ``resumable_work``
+selectors ``check_work_changes_nothing`` (with a fresh ``SelectionWork`` and again with the
+files it left, the subset is the one without). The built-in pool's images and embeddings are
+read-only, like the runner's memory-mapped cache.
 
 Every check raises ``AssertionError`` whose message starts with the check's name.
 """
@@ -36,6 +38,7 @@ from __future__ import annotations
 import functools
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -72,6 +75,7 @@ class _Harness:
         self.fixed_ratio = getattr(selector_cls, "fixed_ratio", None)
         self.deterministic_in_seed = bool(getattr(selector_cls, "deterministic_in_seed", False))
         self.produces_derived = bool(getattr(selector_cls, "produces_derived", False))
+        self.resumable_work = bool(getattr(selector_cls, "resumable_work", False))
         self._pool, self._embeddings = pool, embeddings
 
     @functools.cached_property
@@ -122,11 +126,12 @@ class _Harness:
         output_dir = tempfile.mkdtemp(dir=self.output_dir) if self.produces_derived else None
         return call_selector(ratio=ratio, seed=seed, output_dir=output_dir, **self._inputs(case, embeddings))
 
-    def selected(self, case: _Case, ratio: float, *, seed: int = 0) -> Subset:
+    def selected(self, case: _Case, ratio: float, *, seed: int = 0, work: Any = None) -> Subset:
         """Run the selector as the runner does (``run_selector``) and check its output against
         the contract; return the subset (``indices``; ``sha256`` identifies either kind)."""
         try:
-            return run_selector(ratio=ratio, seed=seed, output_dir=self.output_dir, **self._inputs(case, "case"))
+            return run_selector(ratio=ratio, seed=seed, output_dir=self.output_dir, work=work,
+                                **self._inputs(case, "case"))
         except SelectionError as exc:
             raise AssertionError(f"{exc} (ratio {ratio}, n {len(case.pool)}, seed {seed})") from exc
 
@@ -241,10 +246,26 @@ def check_embedding_shapes(h: _Harness) -> None:
         h.expect_selection_error(what, h.base, ratio, embeddings=value)
 
 
+def check_work_changes_nothing(h: _Harness) -> None:
+    if not h.resumable_work:
+        return
+    from delbench.shards import SelectionWork
+
+    with tempfile.TemporaryDirectory(prefix="delbench-check-work-") as root:
+        work = SelectionWork(Path(root), clusters_per_shard=2, n_jobs=1)
+        for ratio in h.few_ratios():
+            plain = h.selected(h.base, ratio, seed=3)
+            for attempt in ("with a fresh work directory", "again, from the files it left"):
+                other = h.selected(h.base, ratio, seed=3, work=work)
+                assert other.sha256 == plain.sha256, (
+                    f"at ratio {ratio}, {attempt}, the subset differs from the one without work= "
+                    f"({_difference(plain, other)})")
+
+
 CHECKS: tuple[Callable[[_Harness], None], ...] = (
     check_attributes, check_exact_size, check_fixed_ratio_rejects_others, check_deterministic,
     check_seed_sensitivity, check_empty_pool, check_one_item_pool, check_duplicate_only_pool,
-    check_nonfinite_embeddings, check_embedding_shapes,
+    check_nonfinite_embeddings, check_embedding_shapes, check_work_changes_nothing,
 )
 
 

@@ -28,23 +28,30 @@ around the pool's own centre instead. The mean is computed in one streamed pass
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any, Mapping
 
 import numpy as np
 
+from delbench.errors import SelectionError
 from delbench.interfaces import Selector
 from delbench.params import check_bool, check_choice, check_int
+from delbench.shards import SelectionWork, ShardFiles, array_digest, embeddings_fingerprint, run_shards
 from delbench_plugins.lib.clustering import (
     KEEP_CHOICES,
     KMeansResult,
     check_kmeans_params,
+    cluster,
     cluster_members,
-    kmeans,
     normalized_rows,
     parallel_map,
     pool_mean,
+    resolve_backend,
+    resolve_kmeans_method,
     resolve_n_clusters,
 )
+
+logger = logging.getLogger(__name__)
 
 #: most similarities held at once while scoring one cluster (2**26 float32 = 256 MiB)
 DEFAULT_BLOCK_FLOATS = 1 << 26
@@ -94,7 +101,8 @@ def max_similarity_to_priors(ordered: np.ndarray, *, block_floats: int = DEFAULT
 
 def duplicate_scores(embeddings: Any, clustering: KMeansResult, *, eligible: np.ndarray | None = None,
                      keep: str = "hard", block_floats: int = DEFAULT_BLOCK_FLOATS,
-                     offset: np.ndarray | None = None, n_jobs: int | None = None) -> np.ndarray:
+                     offset: np.ndarray | None = None, n_jobs: int | None = None,
+                     work: SelectionWork | None = None) -> np.ndarray:
     """Per-item duplicate score (see the module docstring), float32 (n,).
 
     Only ``eligible`` items (boolean mask, default all) take part: they are scored against
@@ -102,24 +110,71 @@ def duplicate_scores(embeddings: Any, clustering: KMeansResult, *, eligible: np.
     ``-inf`` (nothing can make it a duplicate). ``offset`` (the one the clustering used, if
     any) is subtracted from every row before the cosines. Clusters are scored on ``n_jobs``
     threads (default all CPUs); the result does not depend on it.
+
+    With ``work`` the clusters are scored in fixed shards of ``work.clusters_per_shard``
+    consecutive cluster numbers, one file per shard, shared with the other processes of
+    ``work.world`` and kept for a re-run (:func:`delbench.shards.run_shards`, ``claim=True``);
+    the scores are the same bits as without it (each cluster is scored by the same function
+    on the same rows, on one BLAS thread either way).
     """
     n = clustering.labels.size
     scores = np.full(n, np.nan, np.float32)
     eligible_mask = np.ones(n, bool) if eligible is None else np.asarray(eligible, bool)
 
-    def score(members: np.ndarray) -> None:  # clusters are disjoint: each writes its own items
-        members = members[eligible_mask[members]]
-        if members.size == 0:
-            return
-        ordered = _priority_order(members, clustering.distances, keep)
-        # read rows in file order (members is ascending), then put them in priority order
-        rows = normalized_rows(embeddings, 0, members.size, rows=members, offset=offset)
-        rows = rows[np.searchsorted(members, ordered)]
-        scores[ordered] = max_similarity_to_priors(rows, block_floats=block_floats)
+    def cluster_scores(members: np.ndarray) -> np.ndarray:
+        """Scores of ``members`` (one cluster, ascending), NaN where not eligible."""
+        out = np.full(members.size, np.nan, np.float32)
+        chosen = members[eligible_mask[members]]
+        if chosen.size == 0:
+            return out
+        ordered = _priority_order(chosen, clustering.distances, keep)
+        # read rows in file order (chosen is ascending), then put them in priority order
+        rows = normalized_rows(embeddings, 0, chosen.size, rows=chosen, offset=offset)
+        rows = rows[np.searchsorted(chosen, ordered)]
+        out[np.searchsorted(members, ordered)] = max_similarity_to_priors(rows, block_floats=block_floats)
+        return out
 
-    # largest clusters first, so no big one is left running alone at the end
     members = cluster_members(clustering.labels, clustering.n_clusters)
-    parallel_map(score, sorted(members, key=len, reverse=True), n_jobs=n_jobs)
+    if work is None:
+        def score(group: np.ndarray) -> None:  # clusters are disjoint: each writes its own items
+            scores[group] = cluster_scores(group)
+
+        # largest clusters first, so no big one is left running alone at the end
+        parallel_map(score, sorted(members, key=len, reverse=True), n_jobs=n_jobs)
+        return scores
+    return _sharded_scores(members, cluster_scores, scores, work, identity={
+        "clustering": array_digest(clustering.labels), "distances": array_digest(clustering.distances),
+        "eligible": array_digest(np.packbits(eligible_mask)), "keep": keep, "block_floats": int(block_floats),
+        "offset": array_digest(offset), "clusters_per_shard": int(work.clusters_per_shard)})
+
+
+def _sharded_scores(members: list[np.ndarray], cluster_scores: Any, scores: np.ndarray, work: SelectionWork,
+                    identity: dict[str, Any]) -> np.ndarray:
+    """:func:`duplicate_scores` through score shard files (see there)."""
+    per_shard = int(work.clusters_per_shard)
+    count = -(-len(members) // per_shard)
+    files = ShardFiles(work.stage("scores", identity), prefix="scores")
+
+    def shard_members(i: int) -> list[np.ndarray]:
+        return members[i * per_shard:(i + 1) * per_shard]
+
+    def compute(i: int) -> np.ndarray:
+        groups = shard_members(i)
+        largest_first = sorted(range(len(groups)), key=lambda j: -groups[j].size)  # as without work
+        parts = dict(zip(largest_first, parallel_map(cluster_scores, [groups[j] for j in largest_first],
+                                                     n_jobs=work.threads())))
+        return np.concatenate([parts[j] for j in range(len(groups))]) if groups else np.zeros(0, np.float32)
+
+    done = run_shards(files, count, compute, world=work.world, claim=True)
+    logger.info("duplicate scores: %d shards computed, %d found finished in %s", len(done["computed"]),
+                len(done["skipped"]), files.out_dir)
+    for i in range(count):
+        part = files.read(i)
+        rows = np.concatenate(shard_members(i)) if shard_members(i) else np.zeros(0, np.int64)
+        if part.shape != rows.shape:
+            raise SelectionError(f"score shard {files.path(i)} holds {part.shape} scores for {rows.size} items; "
+                                 f"delete {files.out_dir} and run again")
+        scores[rows] = part
     return scores
 
 
@@ -135,6 +190,9 @@ class ClusteringSelector(Selector):
     (the optional centring offset, the k-means of the pool)."""
 
     requires_embeddings = True
+    #: keeps its clustering and per-cluster scores in the harness' ``work`` (resumable,
+    #: sharded by cluster over processes: :class:`delbench.shards.SelectionWork`)
+    resumable_work = True
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> None:
@@ -144,17 +202,40 @@ class ClusteringSelector(Selector):
         check_int(params, "block_floats", 1)
 
     def _centred_clusters(self, embeddings: Any, *, seed: int, center: bool, n_clusters: int | None,
-                          kmeans_iterations: int, kmeans_backend: str) -> tuple[np.ndarray | None, KMeansResult]:
+                          kmeans_iterations: int, kmeans_backend: str, kmeans: str = "auto",
+                          work: SelectionWork | None = None) -> tuple[np.ndarray | None, KMeansResult]:
         """The centring offset (the pool mean when ``center``, else None) and the k-means of
         the pool in that geometry."""
         offset = pool_mean(embeddings) if center else None
         return offset, self._cluster(embeddings, seed=seed, n_clusters=n_clusters, kmeans_iterations=kmeans_iterations,
-                                     kmeans_backend=kmeans_backend, offset=offset)
+                                     kmeans_backend=kmeans_backend, kmeans=kmeans, offset=offset, work=work)
 
     @staticmethod
     def _cluster(embeddings: Any, *, seed: int, n_clusters: Any, kmeans_iterations: int,
-                 kmeans_backend: str, offset: np.ndarray | None,
-                 rows: np.ndarray | None = None) -> KMeansResult:
+                 kmeans_backend: str, offset: np.ndarray | None, kmeans: str = "auto",
+                 rows: np.ndarray | None = None, work: SelectionWork | None = None) -> KMeansResult:
+        """The clustering (:func:`delbench_plugins.lib.clustering.cluster`); with ``work`` it is
+        computed once per work directory (the first process; the others wait and read it)."""
         n = embeddings.shape[0] if rows is None else rows.size
-        return kmeans(embeddings, resolve_n_clusters(n_clusters, n), seed=seed,
-                      iterations=kmeans_iterations, backend=kmeans_backend, rows=rows, offset=offset)
+        k = resolve_n_clusters(n_clusters, n)
+
+        def compute() -> KMeansResult:
+            return cluster(embeddings, k, seed=seed, method=kmeans, iterations=kmeans_iterations,
+                           backend=kmeans_backend, rows=rows, offset=offset)
+
+        if work is None:
+            return compute()
+        method = resolve_kmeans_method(kmeans, min(k, n))
+        directory = work.stage("kmeans", {
+            "n_clusters": k, "seed": int(seed), "method": method, "iterations": int(kmeans_iterations),
+            "backend": resolve_backend(kmeans_backend), "rows": array_digest(rows), "offset": array_digest(offset),
+            "embeddings": embeddings_fingerprint(embeddings)})
+
+        def computed() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+            result = compute()
+            return ({"centroids": result.centroids, "labels": result.labels, "distances": result.distances},
+                    {"backend": result.backend, "method": result.method, "coarse_clusters": result.coarse_clusters})
+
+        arrays, meta = work.cached(directory, computed)
+        return KMeansResult(arrays["centroids"], arrays["labels"], arrays["distances"], meta["backend"],
+                            method=meta["method"], coarse_clusters=meta["coarse_clusters"])

@@ -11,6 +11,7 @@ import numpy as np
 
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Dataset
+from delbench.shards import SelectionWork
 from delbench.params import check_int, check_number
 from delbench.subset import lowest_first
 from delbench_plugins.lib.cluster_duplicates import (DEFAULT_BLOCK_FLOATS, ClusteringSelector, duplicate_scores,
@@ -39,8 +40,11 @@ class MedDEL(ClusteringSelector):
     above ``eta`` — so any value ≥ 1 gives the same subset; recorded only),
     ``center`` (default False, the paper's geometry: subtract the pool mean before every
     cosine, see the module docstring; it rescales the distances ``eps`` is compared with),
-    ``kmeans_iterations``, ``kmeans_backend`` ('auto' | 'faiss' | 'sklearn'),
-    ``block_floats`` (memory bound of the pairwise step). Diagnostics: ``eta``, ``eps``,
+    ``kmeans_iterations``, ``kmeans_backend`` ('auto' | 'faiss' | 'sklearn'), ``kmeans``
+    ('auto' | 'flat' | 'hierarchical': one k-means or two levels; 'auto' is two levels from
+    4,096 clusters on), ``block_floats`` (memory bound of the pairwise step). With the
+    harness' ``work`` the clustering and the per-cluster scores are kept in files, sharded by
+    cluster over processes and resumed (:mod:`delbench.shards`). Diagnostics: ``eta``, ``eps``,
     ``center``, ``n_outliers``, ``n_clusters``, ``filled``, ``ties_trimmed``, ``time_s``.
     """
 
@@ -57,17 +61,19 @@ class MedDEL(ClusteringSelector):
 
     def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, n_clusters: int | None = None,
                eps: float = MEDDEL_EPS, max_iterations: int = 1, center: bool = False,
-               kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto",
-               block_floats: int = DEFAULT_BLOCK_FLOATS) -> tuple[np.ndarray, dict[str, Any]]:
+               kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto", kmeans: str = "auto",
+               block_floats: int = DEFAULT_BLOCK_FLOATS,
+               work: SelectionWork | None = None) -> tuple[np.ndarray, dict[str, Any]]:
         n = len(pool)
         diagnostics: dict[str, Any] = {"eps": float(eps), "max_iterations": int(max_iterations),
                                        "center": bool(center)}
         offset, clustering = self._centred_clusters(embeddings, seed=seed, center=center, n_clusters=n_clusters,
-                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
+                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend,
+                                                    kmeans=kmeans, work=work)
         distances = clustering.distances
         inlier = distances <= eps
         scores = duplicate_scores(embeddings, clustering, eligible=inlier, keep="hard",
-                                  block_floats=block_floats, offset=offset)
+                                  block_floats=block_floats, offset=offset, work=work)
         # low score first; at equal score the item farther from its centroid first
         ranked = lowest_first(scores, np.flatnonzero(inlier), secondary=-distances)
         kept = ranked[:k]

@@ -13,6 +13,7 @@ import numpy as np
 
 from delbench.hookspecs import hookimpl
 from delbench.interfaces import Dataset
+from delbench.shards import SelectionWork
 from delbench.params import check_number
 from delbench.subset import lowest_first, subset_size
 from delbench_plugins.lib.cluster_duplicates import (DEFAULT_BLOCK_FLOATS, ClusteringSelector, duplicate_scores,
@@ -22,10 +23,12 @@ from delbench_plugins.lib.clustering import DEFAULT_ITERATIONS, KMeansResult, km
 
 # --- SemDeDup -------------------------------------------------------------------------------
 def semdedup_keep(embeddings: Any, clustering: KMeansResult, k: int, *, keep: str,
-                  block_floats: int, offset: np.ndarray | None = None) -> tuple[np.ndarray, float | None, int]:
+                  block_floats: int, offset: np.ndarray | None = None,
+                  work: SelectionWork | None = None) -> tuple[np.ndarray, float | None, int]:
     """The ``k`` items SemDeDup keeps, the similarity threshold ``1 - eps`` that keeps
     them, and how many items tied at that threshold were trimmed."""
-    scores = duplicate_scores(embeddings, clustering, keep=keep, block_floats=block_floats, offset=offset)
+    scores = duplicate_scores(embeddings, clustering, keep=keep, block_floats=block_floats, offset=offset,
+                              work=work)
     rank_key = -clustering.distances if keep == "hard" else clustering.distances
     ranked = lowest_first(scores, secondary=rank_key)
     if k == 0:
@@ -49,7 +52,7 @@ class SemDeDup(ClusteringSelector):
     Parameters: ``n_clusters`` (default about sqrt(n)), ``keep`` ('hard' = paper: keep the
     item farthest from the centroid; 'easy' = keep the closest), ``center`` (default False,
     the paper's geometry; True subtracts the pool mean before every cosine),
-    ``kmeans_iterations``, ``kmeans_backend``, ``block_floats``. Diagnostics: ``eps``,
+    ``kmeans_iterations``, ``kmeans_backend``, ``kmeans`` (as MedDEL's), ``block_floats``. Diagnostics: ``eps``,
     ``similarity_threshold``, ``keep``, ``center``, ``n_clusters``, ``ties_trimmed``, ``time_s``.
     """
 
@@ -60,11 +63,13 @@ class SemDeDup(ClusteringSelector):
 
     def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, n_clusters: int | None = None,
                keep: str = "hard", center: bool = False, kmeans_iterations: int = DEFAULT_ITERATIONS,
-               kmeans_backend: str = "auto", block_floats: int = DEFAULT_BLOCK_FLOATS) -> tuple[np.ndarray, dict]:
+               kmeans_backend: str = "auto", kmeans: str = "auto", block_floats: int = DEFAULT_BLOCK_FLOATS,
+               work: SelectionWork | None = None) -> tuple[np.ndarray, dict]:
         offset, clustering = self._centred_clusters(embeddings, seed=seed, center=center, n_clusters=n_clusters,
-                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
+                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend,
+                                                    kmeans=kmeans, work=work)
         kept, threshold, ties = semdedup_keep(embeddings, clustering, k, keep=keep, block_floats=block_floats,
-                                              offset=offset)
+                                              offset=offset, work=work)
         diagnostics = {"similarity_threshold": threshold,
                        "eps": None if threshold is None else round(1.0 - threshold, 7),
                        "keep": keep, "center": bool(center), "ties_trimmed": ties,
@@ -102,9 +107,11 @@ class Prototypes(ClusteringSelector):
 
     def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, keep: str = "hard",
                n_clusters: int | None = None, center: bool = False, kmeans_iterations: int = DEFAULT_ITERATIONS,
-               kmeans_backend: str = "auto") -> tuple[np.ndarray, dict]:
+               kmeans_backend: str = "auto", kmeans: str = "auto",
+               work: SelectionWork | None = None) -> tuple[np.ndarray, dict]:
         offset, clustering = self._centred_clusters(embeddings, seed=seed, center=center, n_clusters=n_clusters,
-                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
+                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend,
+                                                    kmeans=kmeans, work=work)
         kept = prototype_keep(clustering.distances, np.arange(len(pool)), k, keep)
         diagnostics = {"keep": keep, "center": bool(center),
                        "distance_threshold": float(clustering.distances[kept[-1]]),
@@ -142,16 +149,18 @@ class D4(ClusteringSelector):
 
     def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, dedup_ratio: float = 0.75,
                n_clusters: int | None = None, center: bool = False, kmeans_iterations: int = DEFAULT_ITERATIONS,
-               kmeans_backend: str = "auto", block_floats: int = DEFAULT_BLOCK_FLOATS) -> tuple[np.ndarray, dict]:
+               kmeans_backend: str = "auto", kmeans: str = "auto", block_floats: int = DEFAULT_BLOCK_FLOATS,
+               work: SelectionWork | None = None) -> tuple[np.ndarray, dict]:
         n = len(pool)
         diagnostics: dict[str, Any] = {"dedup_ratio": float(dedup_ratio), "center": bool(center)}
         # one offset (the whole pool's mean) for both stages: the survivors are measured in
         # the same geometry they were deduplicated in
         offset, clustering = self._centred_clusters(embeddings, seed=seed, center=center, n_clusters=n_clusters,
-                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend)
+                                                    kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend,
+                                                    kmeans=kmeans, work=work)
         intermediate = max(k, subset_size(n, float(dedup_ratio)))
         deduplicated, threshold, _ = semdedup_keep(embeddings, clustering, intermediate, keep="hard",
-                                                   block_floats=block_floats, offset=offset)
+                                                   block_floats=block_floats, offset=offset, work=work)
         diagnostics.update(n_after_dedup=int(intermediate), similarity_threshold=threshold,
                            **kmeans_diagnostics(clustering))
         if intermediate == k:
@@ -159,8 +168,8 @@ class D4(ClusteringSelector):
         survivors = np.sort(deduplicated)
         # seed + 1: the second clustering must not just replay the first one's sample
         second = self._cluster(embeddings, seed=seed + 1, n_clusters=n_clusters,
-                               kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend,
-                               offset=offset, rows=survivors)
+                               kmeans_iterations=kmeans_iterations, kmeans_backend=kmeans_backend, kmeans=kmeans,
+                               offset=offset, rows=survivors, work=work)
         chosen = prototype_keep(second.distances, np.arange(survivors.size), k, "hard")
         diagnostics.update(n_clusters_prototypes=second.n_clusters,
                            distance_threshold=float(second.distances[chosen[-1]]))
