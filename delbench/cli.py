@@ -124,14 +124,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
-def _selection_work(args: argparse.Namespace, pool_ids_sha256: str):
-    """The ``SelectionWork`` of ``select --work``: this process's rank under torchrun (or
-    ``--shard-rank``/``--shard-count`` for one task of a job array), and the inputs a work
-    directory's stages are keyed by (the pool's ids hash, the embeddings' manifest or file)."""
+def _shard_world(args: argparse.Namespace):
+    """Which shards this process takes: its rank under torchrun, or ``--shard-rank`` of
+    ``--shard-count`` for one task of a job array (embed and select --work alike)."""
     from delbench.distributed import World, world_from_env
-    from delbench.embed import MANIFEST
     from delbench.errors import ConfigError
-    from delbench.shards import SelectionWork
 
     world = world_from_env()
     if args.shard_count is not None or args.shard_rank is not None:
@@ -141,6 +138,18 @@ def _selection_work(args: argparse.Namespace, pool_ids_sha256: str):
         if count < 1 or not 0 <= rank < count:
             raise ConfigError(f"--shard-rank must be in [0, --shard-count), got {rank} of {count}")
         world = World(rank, count, 0)
+    return world
+
+
+def _selection_work(args: argparse.Namespace, pool_ids_sha256: str):
+    """The ``SelectionWork`` of ``select --work``: this process's rank under torchrun (or
+    ``--shard-rank``/``--shard-count`` for one task of a job array), and the inputs a work
+    directory's stages are keyed by (the pool's ids hash, the embeddings' manifest or file)."""
+    from delbench.embed import MANIFEST
+    from delbench.errors import ConfigError
+    from delbench.shards import SelectionWork
+
+    world = _shard_world(args)
     if args.clusters_per_shard < 1:
         raise ConfigError(f"--clusters-per-shard must be at least 1, got {args.clusters_per_shard}")
     source = Path(args.embeddings) if args.embeddings else None
@@ -165,7 +174,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
     result = embed_pool(dataset=args.dataset, dataset_params=dataset_params, split=args.split,
                         backbone=args.backbone, backbone_params=_key_values(args.backbone_param, "--backbone-param"),
                         checkpoint=args.checkpoint, out_dir=args.out, shard_size=args.shard_size,
-                        batch_size=args.batch_size, dtype=args.dtype, seed=args.seed,
+                        batch_size=args.batch_size, dtype=args.dtype, seed=args.seed, world=_shard_world(args),
                         progress=not args.no_progress and sys.stderr.isatty())
     state = "complete" if result["complete"] else "incomplete (other processes' shards are not finished yet)"
     print(f"{len(result['computed'])} shard(s) computed, {len(result['skipped'])} already finished, of "
@@ -385,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="backbone weights (.safetensors/.pth); default: its initial weights")
     p.add_argument("--out", required=True, help="output directory (re-run: only missing shards are computed)")
     p.add_argument("--shard-size", type=int, default=65536, help="items per shard (fixed for a directory)")
+    p.add_argument("--shard-rank", type=int, help="this task's number in a job array: it takes shards i ≡ rank mod count")
+    p.add_argument("--shard-count", type=int, help="the array's number of tasks")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
     p.add_argument("--seed", type=int, default=0, help="initial weights when there is no --checkpoint")

@@ -195,10 +195,11 @@ def _consolidated(path: Path, manifest: dict[str, Any], blocks: list[np.ndarray]
 def embed_pool(*, dataset: str, dataset_params: Mapping[str, Any], split: str, backbone: str,
                backbone_params: Mapping[str, Any], checkpoint: str | None, out_dir: str | Path,
                shard_size: int, batch_size: int = 256, dtype: str = "float16", seed: int = 0,
-               progress: bool = False) -> dict[str, Any]:
+               world: World | None = None, progress: bool = False) -> dict[str, Any]:
     """``delbench embed``: build the pool and the backbone, then :func:`embed_shards` for this
-    process (its rank under ``torchrun``). Without ``checkpoint`` the backbone keeps its
-    initial weights, drawn from ``seed`` (recorded in the manifest)."""
+    process: ``world`` (one task of a job array), else its rank under ``torchrun``. Without
+    ``checkpoint`` the backbone keeps its initial weights, drawn from ``seed`` (recorded in
+    the manifest)."""
     import torch
 
     from delbench import plugins
@@ -215,6 +216,6 @@ def embed_pool(*, dataset: str, dataset_params: Mapping[str, Any], split: str, b
                        pool_ids=list(pool.item_ids()), backbone_name=backbone,
                        backbone_params={**backbone_params, "init_seed": None if checkpoint else seed},
                        checkpoint=checkpoint, dtype=dtype, shard_size=shard_size)
-    result = embed_shards(plan, pool, model.embed, world=world_from_env(), batch_size=batch_size,
+    result = embed_shards(plan, pool, model.embed, world=world or world_from_env(), batch_size=batch_size,
                           progress=progress)
     return {**result, "shards": len(plan.ranges), "out_dir": str(plan.out_dir)}

@@ -133,3 +133,56 @@ def test_delbench_embed_under_torchrun_equals_one_process(tmp_path):
     assert "is complete" in done.stdout  # the rank that finished last wrote the manifest
     assert main([*args, "--out", str(tmp_path / "one")]) == 0
     assert np.allclose(load_embeddings(tmp_path / "ddp", N), load_embeddings(tmp_path / "one", N), atol=1e-6)
+
+
+def embed_args(n, shard):
+    return ["embed", "--dataset", "synthetic_endoscopy", "--dataset-param", f"num_frames={n}", "image_size=32",
+            "--backbone", "timm_mae", "--backbone-param", "image_size=32", "patch_size=8", "decoder_dim=32",
+            "decoder_depth=1", "decoder_heads=2", "model_kwargs={'depth':1}", "--dtype", "float32", "--no-progress",
+            "--shard-size", str(shard)]
+
+
+def test_job_array_tasks_each_take_their_shards_and_together_equal_one_process(tmp_path, capsys):
+    args = embed_args(N, SHARD)
+    assert main([*args, "--out", str(tmp_path / "array"), "--shard-rank", "1", "--shard-count", "2"]) == 0
+    assert "1 shard(s) computed, 0 already finished, of 3" in capsys.readouterr().out  # shard 1 only
+    assert main([*args, "--out", str(tmp_path / "array"), "--shard-rank", "0", "--shard-count", "2"]) == 0
+    assert "2 shard(s) computed" in capsys.readouterr().out  # shards 0 and 2; the directory is complete
+    assert main([*args, "--out", str(tmp_path / "one")]) == 0
+    assert np.array_equal(load_embeddings(tmp_path / "array", N), load_embeddings(tmp_path / "one", N))
+    assert main([*args, "--out", str(tmp_path / "bad"), "--shard-rank", "2", "--shard-count", "2"]) == 1
+    assert "--shard-rank must be in [0, --shard-count), got 2 of 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_sigkilled_delbench_embed_resumes_with_the_unfinished_shards_only(tmp_path, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n, shard = 3000, 150  # 20 shards of rendered 32 px frames: a few seconds of work to kill into
+    args = embed_args(n, shard)
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "delbench", *args, "--out", str(out)],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("shard-*.sha256"))) < 2:
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        assert time.monotonic() < deadline, "no shard was finished in time"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert process.returncode == -signal.SIGKILL
+    finished = sorted(out.glob("shard-*.sha256"))
+    assert 2 <= len(finished) < n // shard
+    stamps = {path.name: path.with_suffix(".npy").stat().st_mtime_ns for path in finished}
+    capsys.readouterr()
+    assert main([*args, "--out", str(out)]) == 0
+    assert (f"{n // shard - len(finished)} shard(s) computed, {len(finished)} already finished"
+            in capsys.readouterr().out)
+    assert {name: (out / name).with_suffix(".npy").stat().st_mtime_ns for name in stamps} == stamps
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    assert np.array_equal(load_embeddings(out, n), load_embeddings(tmp_path / "whole", n))

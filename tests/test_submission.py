@@ -66,7 +66,7 @@ def test_a_finished_run_and_its_submission_verify(run, tmp_path, capsys):
             assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == entry["sha256"]
         environment = json.loads((folder / "environment.json").read_text())
         assert {"python", "torch", "timm", "delbench", "plugins", "cpu", "gpus"} <= set(environment)
-        assert environment["plugins"]["selector"]["meddel"] == "1"
+        assert environment["plugins"]["selector"]["meddel"] == "2"
         config = json.loads((folder / "config.json").read_text())
         assert config == json.loads((run / "run.json").read_text())["protocol_config"]
         ids = (folder / "pool_ids.txt").read_text().splitlines()

@@ -49,7 +49,9 @@ class MedDEL(ClusteringSelector):
     """
 
     name = "meddel"
-    version = "1"
+    # 2: kmeans='auto' (the default) clusters in two levels from 4,096 clusters on; with fewer
+    #    clusters every subset is version 1's, bit for bit
+    version = "2"
     description = ("MedDEL (arXiv 2401.17542, Alg. 1): k-means, drop centroid-distance outliers > eps, "
                    "then of each pair with cosine > eta drop the one nearer the centroid; eta searched")
 

@@ -57,7 +57,9 @@ class SemDeDup(ClusteringSelector):
     """
 
     name = "semdedup"
-    version = "1"
+    # 2: kmeans='auto' (the default) clusters in two levels from 4,096 clusters on; with fewer
+    #    clusters every subset is version 1's, bit for bit
+    version = "2"
     description = ("SemDeDup (Abbas et al. 2023): per k-means cluster, drop items with cosine > 1-eps "
                    "to a kept item (keep the one farthest from the centroid); eps searched")
 
@@ -101,7 +103,9 @@ class Prototypes(ClusteringSelector):
     """
 
     name = "prototypes"
-    version = "1"
+    # 2: kmeans='auto' (the default) clusters in two levels from 4,096 clusters on; with fewer
+    #    clusters every subset is version 1's, bit for bit
+    version = "2"
     description = ("SSL prototypes (Sorscher et al. 2022): cosine distance to the k-means centroid, "
                    "keep the hardest (farthest) or easiest items")
 
@@ -138,7 +142,9 @@ class D4(ClusteringSelector):
     """
 
     name = "d4"
-    version = "1"
+    # 2: kmeans='auto' (the default) clusters in two levels from 4,096 clusters on; with fewer
+    #    clusters every subset is version 1's, bit for bit
+    version = "2"
     description = ("D4 (Tirumala et al. 2023): SemDeDup to an intermediate ratio, re-cluster, then "
                    "SSL prototypes (keep hard) to the final ratio")
 
