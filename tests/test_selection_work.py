@@ -154,6 +154,24 @@ def test_cli_processes_under_torchrun_ranks_and_as_array_tasks_give_one_process_
     assert np.array_equal(np.load(tmp_path / "task.npy"), expected)
 
 
+def test_select_under_a_real_torchrun_gives_the_one_process_subset(embeddings_file, tmp_path):
+    import shutil
+
+    assert main(["select", *DATASET, "--selector", "semdedup", "--ratio", "0.3", "--embeddings",
+                 str(embeddings_file), "--set", f"n_clusters={CLUSTERS}", "--out", str(tmp_path / "one.npy")]) == 0
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable)) or "torchrun"
+    done = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", "-m", "delbench", "select", *DATASET,
+                           "--selector", "semdedup", "--ratio", "0.3", "--embeddings", str(embeddings_file),
+                           "--set", f"n_clusters={CLUSTERS}", "--work", str(tmp_path / "work"),
+                           "--clusters-per-shard", str(PER_SHARD), "--out", str(tmp_path / "ddp.npy")],
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert np.array_equal(np.load(tmp_path / "ddp.npy"), np.load(tmp_path / "one.npy"))
+    files = ShardFiles(next((tmp_path / "work").glob("scores-*")), prefix="scores")
+    assert all(files.finished(i) for i in range(SHARDS))
+
+
 def test_cli_refuses_work_for_a_selector_without_work_files(embeddings_file, tmp_path, capsys):
     assert main(["select", *DATASET, "--selector", "random", "--ratio", "0.3", "--work", str(tmp_path),
                  "--out", str(tmp_path / "s.npy")]) != 0
