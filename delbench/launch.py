@@ -103,7 +103,7 @@ def run_job(job: Job) -> int:
     ctx = runner.start_run(protocol, work_dir, True, None, False, prepare=False)
     ctx.record = lambda row: write_cell(work_dir, row)
     groups = runner.plan_groups(protocol)
-    runner._seed_everything(min(protocol.seeds))
+    runner.seed_everything(min(protocol.seeds))
     if job.group < len(groups):
         cells = runner.group_cells(protocol, groups[job.group])
         rows = runner.run_selection(ctx, groups[job.group], _done_keys(work_dir, [c.key for c in cells]))

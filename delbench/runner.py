@@ -224,7 +224,7 @@ def warmed_backbone(pool: Any, backbone: PluginSpec, *, checkpoint: str | None, 
     Returns ``(backbone, warm-up seconds)`` (0 for a checkpoint or no warm-up)."""
     # seeded here, not by whichever cell first needs features: the initial weights of the
     # warm-up (and so every embedding) must not depend on the cells that ran before
-    _seed_everything(0)
+    seed_everything(0)
     model = plugins.create("backbone", backbone.name, backbone.params)
     warm, record = directory / "warmup.safetensors", directory / "warmup.json"
     seconds = 0.0
@@ -771,7 +771,7 @@ def _run_locked(protocol: Protocol, work_dir: Path, resume: bool, config_text: s
 
     ctx = start_run(protocol, work_dir, resume, config_text, progress, observers)
     done = {row.key for row in read_rows(work_dir) if row.ok}
-    _seed_everything(min(protocol.seeds))
+    seed_everything(min(protocol.seeds))
     written: list[ResultRow] = []
     bar = tqdm(plan_groups(protocol), desc="cells", disable=not progress, unit="subset")
     for cells in bar:
@@ -868,7 +868,7 @@ def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[Re
     try:
         subset, meta = select_subset(ctx, selector, ratio, seed)
         stage = "pretrain"
-        _seed_everything(seed)
+        seed_everything(seed)
         checkpoints, pre = pretrain_checkpoints(ctx, subset, seed)
     except CELL_FAULTS as exc:
         return [_finish(ctx, _row(ctx, c, started_at, exc, stage=stage)) for c in todo]
@@ -881,7 +881,7 @@ def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[Re
             continue
         cell_started = _now()
         try:
-            _seed_everything(seed)
+            seed_everything(seed)
             outcome = evaluate_task(ctx, cell.task, checkpoints[cell.pretrain_epoch], seed,
                                     cross_tasks=_cross_tasks(protocol, cell), ratio=cell.ratio)
         except CELL_FAULTS as exc:
@@ -905,7 +905,7 @@ def run_references(ctx: RunContext, done: set[str]) -> list[ResultRow]:
             continue
         started_at = _now()
         try:
-            _seed_everything(cell.seed)
+            seed_everything(cell.seed)
             checkpoint = Path(cell.reference.checkpoint) if cell.reference.checkpoint else None
             outcome = evaluate_task(ctx, cell.task, checkpoint, cell.seed)
         except CELL_FAULTS as exc:
@@ -914,7 +914,9 @@ def run_references(ctx: RunContext, done: set[str]) -> list[ResultRow]:
     return written
 
 
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators, as the runner does before every
+    stage whose result must not depend on what ran before it."""
     import random
 
     import torch

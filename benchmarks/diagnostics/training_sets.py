@@ -4,13 +4,13 @@ Pre-trains the protocol's backbone on hand-picked training sets of the synthetic
 selector involved) for the protocol's compute-matched steps and scores each encoder with the
 protocol's first task, the same code the runner uses. Two kinds of training set:
 
-* ``--sets``: 200 frames of one kind each — ``valid`` (any non-invalid frame), ``core``, an
-  invalid type (``motion_blur``, ``dark``, ``overexposed``, ``bubbles``, ``out_of_body``), or
-  ``init`` (no pre-training: the randomly initialised encoder). The frames are drawn once
-  (seed 123), the same for every run seed.
-* ``--mix``: for each valid fraction f, round(f · 200) valid frames and the rest invalid
-  frames of ``--invalid-types`` (default: all), drawn per run seed ([seed, 99]) like a
-  random subset would be.
+* ``--sets``: ``--set-size`` (default 200, the 5 % subset) frames of one kind each —
+  ``valid`` (any non-invalid frame), ``core``, an invalid type (``motion_blur``, ``dark``,
+  ``overexposed``, ``bubbles``, ``out_of_body``), or ``init`` (no pre-training: the randomly
+  initialised encoder). The frames are drawn once (seed 123), the same for every run seed.
+* ``--mix``: for each valid fraction f, round(f · set size) valid frames and the rest invalid
+  frames of ``--invalid-types`` (default: all), drawn per run seed ([seed, 99]) as a random
+  subset would be.
 
     python benchmarks/diagnostics/training_sets.py --pool-seed 1 --seeds 0,1,2 \\
         --sets valid,motion_blur,bubbles,dark,overexposed,out_of_body,init
@@ -19,11 +19,13 @@ protocol's first task, the same code the runner uses. Two kinds of training set:
         --invalid-types dark,overexposed,bubbles,out_of_body
     python benchmarks/diagnostics/training_sets.py --pool-seed 1 --seeds 0,1,2,3,4,5 --mix 0.5 --vary init
 
-``--start warmup`` starts every training from the protocol's embedding warm-up (MAE on the whole
-pool, seed 0) instead of fresh weights. ``--vary init`` (or ``training``) changes only the initial weights (or only the training) with
-the run seed: which part of the seed-to-seed spread each one makes. One JSON line per (training set, seed): score in %, seconds. ``--cfg-options`` overrides the
-protocol as ``delbench run`` does (e.g. ``pretrain.optimizer.lr=1e-4``). Each line takes
-about 20 s with one torch thread on this 2-core CPU.
+``--vary init`` (or ``training``) changes only the initial weights (or only the masks, flips,
+order and mixture draw) with the run seed: which part of the seed-to-seed spread each makes.
+``--start warmup`` starts every training from the protocol's embedding warm-up (MAE on the
+whole pool, seeded by itself) instead of fresh weights; ``--start FILE`` from a checkpoint.
+``--cfg-options`` overrides the protocol as ``delbench run`` does (e.g.
+``pretrain.optimizer.lr=1e-4``). One JSON line per (training set, seed): the score in % and
+the seconds it took, about 20 s with one torch thread on this 2-core CPU.
 """
 from __future__ import annotations
 
@@ -39,20 +41,11 @@ import numpy as np
 from delbench import plugins
 from delbench.cli import _key_values  # the CLI's own KEY=VALUE parsing
 from delbench.config import load_protocol
+from delbench.runner import seed_everything
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PROTOCOL = HERE.parent / "validity.py"
 DEFAULT_SET_SIZE = 200  # the 5 % subset of the 4,000-frame pool
-
-
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2 ** 32)
-    torch.manual_seed(seed)
 
 
 def one_kind(metadata: dict[str, np.ndarray], name: str, size: int) -> np.ndarray:
@@ -86,7 +79,7 @@ def score(protocol: Any, pool: Any, indices: np.ndarray | None, *, init_seed: in
     """Pre-train on ``indices`` (None: no pre-training) and return the first task's metric in %.
     ``init_seed`` seeds the initial weights (unless ``start``, a checkpoint, replaces them),
     ``training_seed`` the masks, flips and order."""
-    _seed_everything(init_seed)
+    seed_everything(init_seed)
     backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
     if start is not None:
         backbone.load(start)
@@ -103,18 +96,19 @@ def score(protocol: Any, pool: Any, indices: np.ndarray | None, *, init_seed: in
     return 100.0 * float(task.evaluate(backbone, datasets[spec.test_split])[task.metric])
 
 
-def _start_checkpoint(start: str, protocol: Any, pool: Any) -> Path | None:
+def _start_checkpoint(start: str, protocol: Any, pool: Any, scratch: Path) -> Path | None:
+    """The weights every training starts from: None (fresh, from the seed), the protocol's
+    embedding warm-up (computed into ``scratch``) or a checkpoint file."""
     if start == "init":
         return None
     if start != "warmup":
         return Path(start)
     from delbench.runner import warmed_backbone
 
-    directory = Path(tempfile.mkdtemp(prefix="delbench-warmup-"))
     warmed_backbone(pool, protocol.backbone, checkpoint=None, warmup_steps=protocol.embedding.warmup_steps,
                     batch_size=protocol.pretrain.batch_size, optimizer=protocol.pretrain.optimizer,
-                    directory=directory)
-    return directory / "warmup.safetensors"
+                    directory=scratch)
+    return scratch / "warmup.safetensors"
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
@@ -140,7 +134,6 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     pool = plugins.create("dataset", protocol.pool.name, protocol.pool.params,
                           **protocol.dataset_arguments(protocol.pool, "all"))
     metadata = pool.metadata()
-    start = _start_checkpoint(args.start, protocol, pool)
     seeds = [int(s) for s in args.seeds.split(",")]
     invalid_types = args.invalid_types.split(",") if args.invalid_types else None
     plans: list[tuple[dict[str, Any], Any]] = []
@@ -149,19 +142,21 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for fraction in filter(None, args.mix.split(",")):
         plans.append(({"mix_valid": float(fraction), "invalid_types": args.invalid_types or "all"}, float(fraction)))
     lines = []
-    for label, plan in plans:
-        for seed in seeds:
-            started = time.perf_counter()
-            init_seed = seeds[0] if args.vary == "training" else seed
-            training_seed = seeds[0] if args.vary == "init" else seed
-            indices = mixture(metadata, plan, invalid_types, training_seed, args.set_size) if isinstance(plan, float) else plan
-            value = score(protocol, pool, indices, init_seed=init_seed, training_seed=training_seed, start=start)
-            line = {**label, "pool_seed": args.pool_seed, "seed": seed, "vary": args.vary, "start": args.start,
-                    "score": round(value, 2), "seconds": round(time.perf_counter() - started, 1)}
-            print(json.dumps(line), flush=True)
-            lines.append(line)
+    with tempfile.TemporaryDirectory(prefix="delbench-diagnostics-") as scratch:
+        start = _start_checkpoint(args.start, protocol, pool, Path(scratch))
+        for label, plan in plans:
+            for seed in seeds:
+                started = time.perf_counter()
+                init_seed = seeds[0] if args.vary == "training" else seed
+                training_seed = seeds[0] if args.vary == "init" else seed
+                indices = (mixture(metadata, plan, invalid_types, training_seed, args.set_size)
+                           if isinstance(plan, float) else plan)
+                value = score(protocol, pool, indices, init_seed=init_seed, training_seed=training_seed, start=start)
+                line = {**label, "pool_seed": args.pool_seed, "seed": seed, "vary": args.vary, "start": args.start,
+                        "score": round(value, 2), "seconds": round(time.perf_counter() - started, 1)}
+                print(json.dumps(line), flush=True)
+                lines.append(line)
     return lines
-
 
 if __name__ == "__main__":
     main()
