@@ -71,3 +71,25 @@ def test_bad_parameters_are_clear():
         get_dataset("synthetic_endoscopy")(invalid_fraction=1.5)
     with pytest.raises(ConfigError, match="splits"):
         get_dataset("synthetic_polyp_seg")(split="val")
+
+
+@pytest.mark.parametrize("name, params", [("synthetic_endoscopy", {"num_frames": 60, "frames_per_sequence": 30,
+                                                                  "scene_length": 10, "image_size": 32, "seed": 1}),
+                                          ("synthetic_polyp_seg", {"num_train": 6, "image_size": 32})])
+def test_polyp_contrast_changes_only_the_polyps(name, params):
+    default, same = get_dataset(name)(**params), get_dataset(name)(**params, polyp_contrast=1.0)
+    flat = get_dataset(name)(**params, polyp_contrast=0.0)
+    indices = [i for i in range(len(default)) if default[i]["mask"].any()][:3]
+    assert indices  # frames that show a polyp
+    for i in indices:
+        image, mask = default[i]["image"], default[i]["mask"].astype(bool)
+        assert np.array_equal(same[i]["image"], image)  # 1.0 is the default, bit for bit
+        low = flat[i]["image"].astype(int)
+        assert np.array_equal(flat[i]["mask"], default[i]["mask"])
+        # outside the polyps every pixel is unchanged
+        assert np.abs(low[~mask] - image[~mask].astype(int)).max() <= 0
+        # inside, the polyp moves towards the mucosa: its colour differs less from the rest
+        contrast = lambda im: np.abs(im[mask].mean(0) - im[~mask].mean(0)).sum()
+        assert contrast(low) < contrast(image.astype(int))
+    with pytest.raises(ConfigError, match="polyp_contrast"):
+        get_dataset(name)(**params, polyp_contrast=1.5)

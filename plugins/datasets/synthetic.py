@@ -47,9 +47,12 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def render_tissue(rng: np.random.Generator, size: int, *, polyps: int,
-                  shift: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  shift: dict[str, float] | None = None, polyp_contrast: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """One endoscopy-like scene: mucosa texture, vessels, specular spots and polyps.
 
+    ``polyp_contrast`` scales how far a polyp's colour lies from the mucosa's (1: the default
+    pinker, lighter polyps; 0: the mucosa's own colour, told apart only by shading, the missing
+    vessels and the outline). Every random draw is the same at any value.
     Returns float32 RGB in [0, 255] (size × size × 3) and the polyp mask (uint8, {0, 1}).
     """
     yy, xx = _grid(size)
@@ -83,6 +86,8 @@ def render_tissue(rng: np.random.Generator, size: int, *, polyps: int,
         mask |= inside.astype(np.uint8)
         dome = np.clip(1.0 - r2, 0, 1)[..., None]
         colour = np.array([rng.uniform(200, 245), rng.uniform(120, 165), rng.uniform(100, 140)], np.float32)
+        if polyp_contrast != 1.0:  # only then: the default keeps every earlier image bit for bit
+            colour = base + np.float32(polyp_contrast) * (colour - base)
         lit = colour * (0.75 + 0.35 * np.clip(1 - ((dx - 0.3 * rx) ** 2 + (dy - 0.3 * ry) ** 2) / (rx * ry * 2), 0, 1))[..., None]
         image = np.where(inside[..., None], lit * (0.8 + 0.2 * dome), image)
     # specular highlights typical of wet mucosa
@@ -197,12 +202,13 @@ class SyntheticEndoscopy(Dataset):
             check_int(params, key, 1)
         check_number(params, "invalid_fraction", 0.0, 1.0, high_open=True)
         check_number(params, "polyp_scene_fraction", 0.0, 1.0)
+        check_number(params, "polyp_contrast", 0.0, 1.0)
         check_int(params, "seed", 0)
 
     def __init__(self, *, split: str = "all", image_size: int = 64, num_frames: int = 4000,
                  frames_per_sequence: int = 200, scene_length: int = 25,
                  invalid_fraction: float = 0.5, invalid_episode_length: int = 10,
-                 polyp_scene_fraction: float = 0.5, seed: int = 0) -> None:
+                 polyp_scene_fraction: float = 0.5, polyp_contrast: float = 1.0, seed: int = 0) -> None:
         self.image_size = int(image_size)
         self.num_frames = int(num_frames)
         self.frames_per_sequence = int(frames_per_sequence)
@@ -210,6 +216,7 @@ class SyntheticEndoscopy(Dataset):
         self.invalid_fraction = float(invalid_fraction)
         self.invalid_episode_length = int(invalid_episode_length)
         self.polyp_scene_fraction = float(polyp_scene_fraction)
+        self.polyp_contrast = float(polyp_contrast)
         self.seed = int(seed)
         self._margin = max(2, self.image_size // 8)
         self._vignette = vignette(self.image_size)
@@ -265,7 +272,8 @@ class SyntheticEndoscopy(Dataset):
     def _render_scene(self, scene: int) -> tuple[np.ndarray, np.ndarray, float]:
         rng = np.random.default_rng([self.seed, _STREAM_SCENE, scene])
         polyps = int(rng.integers(1, 3)) if rng.random() < self.polyp_scene_fraction else 0
-        canvas, mask = render_tissue(rng, self.image_size + 2 * self._margin, polyps=polyps)
+        canvas, mask = render_tissue(rng, self.image_size + 2 * self._margin, polyps=polyps,
+                                     polyp_contrast=self.polyp_contrast)
         return canvas, mask, float(rng.uniform(0, 2 * np.pi))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -326,11 +334,13 @@ class SyntheticPolypSegmentation(Dataset):
         check_int(params, "image_size", 16)
         check_int(params, "num_train", 1)
         check_int(params, "num_test", 1)
+        check_number(params, "polyp_contrast", 0.0, 1.0)
         check_int(params, "seed", 0)
 
     def __init__(self, *, split: str = "train", image_size: int = 64, num_train: int = 256,
-                 num_test: int = 128, seed: int = 0) -> None:
+                 num_test: int = 128, polyp_contrast: float = 1.0, seed: int = 0) -> None:
         self.split = split
+        self.polyp_contrast = float(polyp_contrast)
         self.image_size = int(image_size)
         self.length = int(num_train if split == "train" else num_test)
         self.seed = int(seed)
@@ -348,7 +358,8 @@ class SyntheticPolypSegmentation(Dataset):
         shift = None
         if self.split == "test":  # another centre: warmer light, other exposure
             shift = {"colour": (1.0, 1.08, 1.15), "gain": 0.85}
-        image, mask = render_tissue(rng, self.image_size, polyps=int(rng.integers(1, 3)), shift=shift)
+        image, mask = render_tissue(rng, self.image_size, polyps=int(rng.integers(1, 3)), shift=shift,
+                                    polyp_contrast=self.polyp_contrast)
         noise = 3.0 if self.split == "train" else 6.0
         image = image * self._vignette + rng.normal(0, noise, image.shape)
         return {"image": np.clip(image, 0, 255).astype(np.uint8), "mask": mask, "id": self.item_id(index)}
