@@ -36,7 +36,8 @@ import numpy as np
 
 from delbench.distributed import World
 from delbench.errors import DelbenchError
-from delbench.results import atomic_save_npy, atomic_write_json, atomic_write_text, file_lock, file_sha256
+from delbench.results import (atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock,
+                              file_sha256)
 
 logger = logging.getLogger(__name__)
 
@@ -97,24 +98,23 @@ def run_shards(files: ShardFiles, count: int, compute: Callable[[int], np.ndarra
     computed: list[int] = []
     skipped: list[int] = []
 
+    def settle(i: int) -> None:
+        """Skip shard ``i`` if it is finished, else compute and write it."""
+        if files.finished(i):
+            skipped.append(i)
+        else:
+            files.write(i, compute(i))
+            computed.append(i)
+
     def attempt(i: int, blocking: bool) -> bool:
         """Whether shard ``i`` is dealt with (finished by now, by us or by another process)."""
         if not claim:
-            if files.finished(i):
-                skipped.append(i)
-            else:
-                files.write(i, compute(i))
-                computed.append(i)
+            settle(i)
             return True
         with file_lock(files.lock_path(i), blocking=blocking) as held:
-            if not held:
-                return False
-            if files.finished(i):  # checked under the lock: another process may just have finished it
-                skipped.append(i)
-            else:
-                files.write(i, compute(i))
-                computed.append(i)
-            return True
+            if held:  # checked under the lock: another process may just have finished it
+                settle(i)
+            return held
 
     shards = progress(order) if progress else order
     deferred = [i for i in shards if not attempt(i, blocking=False)]
@@ -206,8 +206,6 @@ class SelectionWork:
         with file_lock(directory / "result.lock"):
             if not finished():
                 arrays, meta = compute()
-                from delbench.results import atomic_path
-
                 with atomic_path(data) as tmp:
                     with open(tmp, "wb") as handle:
                         np.savez(handle, **arrays)
