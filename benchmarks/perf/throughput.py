@@ -27,8 +27,14 @@ import tempfile
 import time
 from pathlib import Path
 
-BACKBONE = dict(model="vit_tiny_patch16_224", image_size=64, patch_size=8, decoder_dim=128, decoder_depth=2,
-                decoder_heads=4, mask_ratio=0.75, norm_pix_loss=False, model_kwargs=dict(depth=4))
+#: the embedded protocols' setting, whose backbone every measured process builds
+EMBEDDED_SETTING = Path(__file__).resolve().parents[1] / "_base_" / "synthetic_cpu.py"
+
+
+def _backbone_params() -> dict:
+    from delbench.config import load_config
+
+    return load_config(EMBEDDED_SETTING).to_dict()["backbone"]["params"]
 
 
 # --- one measured process (plain, or one rank of torchrun) -----------------------------------
@@ -41,15 +47,16 @@ def worker(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(1)
     world = world_from_env()
-    pool = get_dataset("synthetic_endoscopy")(num_frames=args.images, image_size=BACKBONE["image_size"])
+    params = _backbone_params()
+    pool = get_dataset("synthetic_endoscopy")(num_frames=args.images, image_size=params["image_size"])
     torch.manual_seed(0)
-    backbone = get_backbone("timm_mae")(**BACKBONE)
+    backbone = get_backbone("timm_mae")(**params)
     if args.worker == "embed":
         from delbench.embed import embed_shards, plan_shards
 
         plan = plan_shards(Path(args.scratch) / "embeddings", pool_name="synthetic_endoscopy",
                            pool_params={"num_frames": args.images}, pool_ids=list(pool.item_ids()),
-                           backbone_name="timm_mae", backbone_params=BACKBONE, checkpoint=None,
+                           backbone_name="timm_mae", backbone_params=params, checkpoint=None,
                            shard_size=args.shard_size)
         started = time.time()
         done = embed_shards(plan, pool, backbone.embed, world=world, batch_size=args.batch_size * 4)
