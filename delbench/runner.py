@@ -528,12 +528,18 @@ HELDOUT_IMAGES = 256
 
 
 def _heldout_images(ctx: RunContext) -> tuple[np.ndarray, str]:
-    """The held-out images and their name (``dataset/split[:n]``), loaded once per run."""
+    """The held-out images and their name, loaded once per run. The name
+    (``dataset@digest/split[:n]``, the digest over the dataset's version and params) tells a
+    checkpoint's cached loss whether it was measured on these images: a shared cache serves
+    checkpoints to protocols whose first task has other params (e.g. another polyp contrast)."""
     if ctx.heldout is None:
         task = ctx.protocol.tasks[0]
         test = open_dataset(ctx, task.dataset, task.test_split)
         n = min(HELDOUT_IMAGES, len(test))
-        ctx.heldout = (test.load_images(np.arange(n)), f"{task.dataset.name}/{task.test_split}[:{n}]")
+        identity = json.dumps({"version": getattr(test, "version", None), "params": task.dataset.params},
+                              sort_keys=True, default=str)
+        digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+        ctx.heldout = (test.load_images(np.arange(n)), f"{task.dataset.name}@{digest}/{task.test_split}[:{n}]")
     return ctx.heldout
 
 
