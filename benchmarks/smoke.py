@@ -7,7 +7,7 @@
 # About 10 minutes on a 2-core CPU: `delbench run benchmarks/smoke.py`.
 _base_ = ['_base_/synthetic_cpu.py']
 
-protocol = dict(name='smoke', version='2',
+protocol = dict(name='smoke', version='3',
                 description='synthetic endoscopy pool, all selectors, MAE ViT-Tiny (4 blocks) 64px, compute-matched, '
                             'frozen kNN segmentation probe')
 

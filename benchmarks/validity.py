@@ -8,7 +8,7 @@
 # "What the smoke benchmark shows").
 _base_ = ['_base_/synthetic_cpu.py']
 
-protocol = dict(name='validity', version='1',
+protocol = dict(name='validity', version='2',
                 description='bracket check: oracle > random > anti_oracle on the synthetic pool, frozen kNN probe')
 
 ratios = [0.05, 0.2]

@@ -2,6 +2,8 @@
 ``anti_oracle`` what it should drop; both are deterministic and read only the planted kinds."""
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import pytest
 
@@ -31,6 +33,36 @@ def test_anti_oracle_keeps_invalid_frames_first(pool):
     # invalid frames of the scenes with the most invalid frames: few scenes touched
     scene = pool.metadata()["scene_id"]
     assert subset.diagnostics["n_groups"] == np.unique(scene[subset.indices]).size < 20
+
+
+def test_anti_oracle_keeps_the_invalid_types_showing_the_least_tissue_first(pool):
+    """Out-of-body frames first, then dark, over-exposed, bubbles, motion blur: at every size
+    the kept invalid frames are a prefix of that order, the last type possibly cut."""
+    selector = delbench.get_selector("anti_oracle")()
+    invalid_type = pool.metadata()["invalid_type"].astype(str)
+    available = {name: int((invalid_type == name).sum()) for name in selector.invalid_types}
+    for k in (100, 800, 1500):
+        subset = run_selector(selector, pool, k / len(pool), seed=0)
+        kept = subset.diagnostics["kept_by_invalid_type"]
+        assert kept == {name: int(n) for name, n in
+                        collections.Counter(invalid_type[subset.indices]).items()}
+        remaining = k
+        for name in selector.invalid_types:
+            expected = min(remaining, available[name])
+            assert kept.get(name, 0) == expected, (k, name)
+            remaining -= expected
+
+
+def test_anti_oracle_needs_the_invalid_types(pool):
+    metadata = {column: values for column, values in pool.metadata().items() if column != "invalid_type"}
+    without = InMemoryDataset(np.zeros((len(pool), 4, 4, 3), np.uint8), metadata=metadata)
+    with pytest.raises(SelectionError, match="invalid_type"):
+        run_selector(delbench.get_selector("anti_oracle")(), without, 0.05, seed=0)
+    renamed = dict(pool.metadata())
+    renamed["invalid_type"] = np.where(renamed["invalid_type"] == "dark", "smoke", renamed["invalid_type"])
+    with pytest.raises(SelectionError, match="unknown invalid types"):
+        run_selector(delbench.get_selector("anti_oracle")(),
+                     InMemoryDataset(np.zeros((len(pool), 4, 4, 3), np.uint8), metadata=renamed), 0.05, seed=0)
 
 
 def test_anti_oracle_then_near_duplicates_of_as_few_scenes_as_possible(pool):

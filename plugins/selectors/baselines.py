@@ -131,10 +131,16 @@ class _PlantedTiers(Selector):
 
     def choose(self, pool: Dataset, k: int, *, seed: int, by: str = "scene_id") -> tuple[np.ndarray, dict]:
         kind, tier, group = _planted_tiers(pool, self.name, self.tiers, by)
+        tier, diagnostics = self.refine_tiers(pool, kind, tier)
         chosen = self.order(tier, group)[:k]
-        names, counts = np.unique(kind[chosen], return_counts=True)
-        return chosen, {"kept_by_kind": {str(a): int(b) for a, b in zip(names, counts)},
-                        "n_groups": int(np.unique(group[chosen]).size)}
+        return chosen, {"kept_by_kind": _counts(kind[chosen]), "n_groups": int(np.unique(group[chosen]).size),
+                        **{name: _counts(column[chosen]) for name, column in diagnostics.items()}}
+
+    def refine_tiers(self, pool: Dataset, kind: np.ndarray,
+                     tier: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Finer tiers (still integers, kept in increasing order) and the columns whose kept
+        counts the diagnostics report (``kept_by_<column>``); the default keeps ``tiers``."""
+        return tier, {}
 
     def order(self, tier: np.ndarray, group: np.ndarray) -> np.ndarray:
         """Every item's index, in the order the selector keeps them."""
@@ -173,26 +179,53 @@ class Oracle(_PlantedTiers):
 class AntiOracle(_PlantedTiers):
     """Lower reference on the synthetic pool: keeps first what a selector should drop.
 
-    Uses ``pool.metadata()['kind']`` (``synthetic_endoscopy``): ``invalid`` frames first, then
-    ``near_duplicate`` frames, ``core`` frames last; inside each tier the frames are taken
-    group by group (``by`` column, a scene by default), the groups with the most frames of
-    that tier first, so the subset covers as few scenes as possible: the least diverse valid
+    Uses ``pool.metadata()['kind']`` and ``['invalid_type']`` (``synthetic_endoscopy``):
+    ``invalid`` frames first, type by type in :attr:`invalid_types` order, then
+    ``near_duplicate`` frames, ``core`` frames last; inside each tier (and type) the frames are
+    taken group by group (``by`` column, a scene by default), the groups with the most frames
+    of that tier first, so the subset covers as few scenes as possible: the least diverse valid
     data there is. Deterministic (ties by group, then index): the seed plays no role.
 
     Parameters: ``by`` — column grouping near-duplicates (default ``'scene_id'``).
-    Diagnostics: ``kept_by_kind`` (counts per kind), ``n_groups`` (groups touched), ``time_s``.
+    Diagnostics: ``kept_by_kind`` (counts per kind), ``kept_by_invalid_type``, ``n_groups``
+    (groups touched), ``time_s``.
     """
 
     name = "anti_oracle"
-    version = "1"
-    description = "Synthetic pool only: keeps invalid frames first, then near-duplicates of as few scenes as possible"
+    version = "2"
+    description = ("Synthetic pool only: keeps invalid frames first (those showing the least tissue first), "
+                   "then near-duplicates of as few scenes as possible")
     tiers = ("invalid", "near_duplicate", "core")
+    #: invalid types in the order they are kept: the frames that show the least of the tissue
+    #: first — none (out of body), a faint trace under noise (dark), washed out (over-exposed),
+    #: seen between bubbles, smeared but in its colours (motion blur). Version 1 took invalid
+    #: frames by scene whatever their type, so how low the bound lay depended on which types
+    #: the largest invalid episodes of a pool happened to have.
+    invalid_types = ("out_of_body", "dark", "overexposed", "bubbles", "motion_blur")
+
+    def refine_tiers(self, pool: Dataset, kind: np.ndarray,
+                     tier: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        invalid_type = _metadata_column(pool, "invalid_type", self.name).astype(str)
+        invalid = kind == "invalid"
+        unknown = sorted(set(np.unique(invalid_type[invalid])) - set(self.invalid_types))
+        if unknown:
+            raise SelectionError(f"{self.name}: unknown invalid types {unknown}; expected {list(self.invalid_types)}")
+        rank = np.zeros(len(kind), np.int64)
+        for position, name in enumerate(self.invalid_types):
+            rank[invalid & (invalid_type == name)] = position
+        return tier * len(self.invalid_types) + rank, {"kept_by_invalid_type": np.where(invalid, invalid_type, "")}
 
     def order(self, tier: np.ndarray, group: np.ndarray) -> np.ndarray:
         # frames of each (tier, group): the biggest groups of a tier come first
         cell = tier * (group.max(initial=0) + 1) + group
         size = np.bincount(cell)[cell]
         return np.lexsort((np.arange(len(tier)), group, -size, tier))
+
+
+def _counts(values: np.ndarray) -> dict[str, int]:
+    """How many of each value (empty strings left out): a bracket selector's kept counts."""
+    names, counts = np.unique(values.astype(str), return_counts=True)
+    return {str(a): int(b) for a, b in zip(names, counts) if a}
 
 
 def _planted_tiers(pool: Dataset, selector: str, tiers: tuple[str, ...],
