@@ -4,7 +4,8 @@
 # domain-shifted test split, with the randomly initialised encoder as a reference row. The
 # bracket selectors (oracle > random > anti_oracle) run five seeds at 0.05 and 0.2, so the
 # report's Validity section tests whether the score separates what the subsets keep.
-# About 10 minutes on a 2-core CPU: `delbench run benchmarks/smoke.py`.
+# 22 min 50 s on an idle 2-core CPU (README, "What the smoke benchmark shows"):
+# `delbench run benchmarks/smoke.py`.
 _base_ = ['_base_/synthetic_cpu.py']
 
 protocol = dict(name='smoke', version='3',

@@ -6,8 +6,8 @@ _base_ = ['mae_compute_matched.py']
 # 4,000 frames in 20 videos of 25-frame scenes, half of them planted invalid in episodes.
 # Polyps at half their default colour contrast (`_polyp_contrast`, in the pool and in the
 # downstream set alike): at full contrast the probe segments polyps by colour, which
-# motion-blurred and bubble frames teach almost as well as sharp tissue, so what a subset keeps
-# moved the score little (README, "What the smoke benchmark shows").
+# motion-blurred frames teach almost as well as sharp tissue, so what a subset kept moved the
+# score little (README, "What the smoke benchmark shows").
 _polyp_contrast = 0.5
 pool = dict(name='synthetic_endoscopy',
             params=dict(num_frames=4000, frames_per_sequence=200, scene_length=25,
