@@ -358,31 +358,21 @@ def test_embeddings_do_not_depend_on_the_cells_run_before(tmp_path, tiny_run):
     assert first.selection["embedding_quality"] == after.selection["embedding_quality"]
 
 
-def test_cached_pretraining_gets_the_heldout_loss_of_the_current_first_task(tmp_path):
+@pytest.mark.parametrize("override, held_out", [
+    ("tasks.0.dataset.params.num_test=6", "/test[:6]"),  # other test images by count
+    ("tasks.0.dataset.params.polyp_contrast=0.5", "/test[:8]"),  # same count, other images
+])
+def test_cached_pretraining_gets_the_heldout_loss_of_the_current_first_task(tmp_path, override, held_out):
     """A checkpoint reused from a shared cache under a protocol whose first task has other
-    test images gets its held-out loss recomputed on those, not the cached one."""
+    test images (another count, or other dataset params) gets its held-out loss recomputed on
+    those, not the cached one."""
     cache = tmp_path / "cache"
     common = ["--no-progress", "--quiet", "--cfg-options", f"runtime.cache_dir={cache}",
               "selectors=[{'name':'random','ratios':[0.1]}]"]
     assert main(["run", TINY, "--work-dir", str(tmp_path / "a"), *common]) == 0
-    assert main(["run", TINY, "--work-dir", str(tmp_path / "b"), *common,
-                 "tasks.0.dataset.params.num_test=6"]) == 0
+    assert main(["run", TINY, "--work-dir", str(tmp_path / "b"), *common, override]) == 0
     (first,), (second,) = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
-    assert first.pretrain["heldout"].endswith("/test[:8]") and second.pretrain["heldout"].endswith("/test[:6]")
-    assert second.pretrain["heldout_recon_loss"] != first.pretrain["heldout_recon_loss"]
-    assert second.pretrain["loss_last"] == first.pretrain["loss_last"]  # the same cached pre-training
-
-
-def test_cached_pretraining_gets_the_heldout_loss_of_other_dataset_params(tmp_path):
-    """Same test images by count, other params (the polyp contrast): the cached loss was
-    measured on other images, so it is recomputed."""
-    cache = tmp_path / "cache"
-    common = ["--no-progress", "--quiet", "--cfg-options", f"runtime.cache_dir={cache}",
-              "selectors=[{'name':'random','ratios':[0.1]}]"]
-    assert main(["run", TINY, "--work-dir", str(tmp_path / "a"), *common]) == 0
-    assert main(["run", TINY, "--work-dir", str(tmp_path / "b"), *common,
-                 "tasks.0.dataset.params.polyp_contrast=0.5"]) == 0
-    (first,), (second,) = read_rows(tmp_path / "a"), read_rows(tmp_path / "b")
+    assert first.pretrain["heldout"].endswith("/test[:8]") and second.pretrain["heldout"].endswith(held_out)
     assert first.pretrain["heldout"] != second.pretrain["heldout"]
     assert second.pretrain["heldout_recon_loss"] != first.pretrain["heldout_recon_loss"]
     assert second.pretrain["loss_last"] == first.pretrain["loss_last"]  # the same cached pre-training
