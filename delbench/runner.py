@@ -536,9 +536,7 @@ def _heldout_images(ctx: RunContext) -> tuple[np.ndarray, str]:
         task = ctx.protocol.tasks[0]
         test = open_dataset(ctx, task.dataset, task.test_split)
         n = min(HELDOUT_IMAGES, len(test))
-        identity = json.dumps({"version": getattr(test, "version", None), "params": task.dataset.params},
-                              sort_keys=True, default=str)
-        digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+        digest = _hash({"version": getattr(test, "version", None), "params": task.dataset.params}, 8)
         ctx.heldout = (test.load_images(np.arange(n)), f"{task.dataset.name}@{digest}/{task.test_split}[:{n}]")
     return ctx.heldout
 

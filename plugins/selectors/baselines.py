@@ -130,13 +130,14 @@ class _PlantedTiers(Selector):
         _check_column_name(params, "by")
 
     def choose(self, pool: Dataset, k: int, *, seed: int, by: str = "scene_id") -> tuple[np.ndarray, dict]:
-        kind, tier, group = _planted_tiers(pool, self.name, self.tiers, by)
-        tier, diagnostics = self.refine_tiers(pool, kind, tier)
+        metadata = _pool_metadata(pool)  # fetched once: a pool may build it on every call
+        kind, tier, group = _planted_tiers(pool, metadata, self.name, self.tiers, by)
+        tier, diagnostics = self.refine_tiers(pool, metadata, kind, tier)
         chosen = self.order(tier, group)[:k]
         return chosen, {"kept_by_kind": _counts(kind[chosen]), "n_groups": int(np.unique(group[chosen]).size),
                         **{name: _counts(column[chosen]) for name, column in diagnostics.items()}}
 
-    def refine_tiers(self, pool: Dataset, kind: np.ndarray,
+    def refine_tiers(self, pool: Dataset, metadata: Mapping[str, Any], kind: np.ndarray,
                      tier: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Finer tiers (still integers, kept in increasing order) and the columns whose kept
         counts the diagnostics report (``kept_by_<column>``); the default keeps ``tiers``."""
@@ -203,9 +204,9 @@ class AntiOracle(_PlantedTiers):
     #: the largest invalid episodes of a pool happened to have.
     invalid_types = ("out_of_body", "dark", "overexposed", "bubbles", "motion_blur")
 
-    def refine_tiers(self, pool: Dataset, kind: np.ndarray,
+    def refine_tiers(self, pool: Dataset, metadata: Mapping[str, Any], kind: np.ndarray,
                      tier: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        invalid_type = _metadata_column(pool, "invalid_type", self.name).astype(str)
+        invalid_type = _metadata_column(pool, "invalid_type", self.name, metadata).astype(str)
         invalid = kind == "invalid"
         unknown = sorted(set(np.unique(invalid_type[invalid])) - set(self.invalid_types))
         if unknown:
@@ -228,11 +229,11 @@ def _counts(values: np.ndarray) -> dict[str, int]:
     return {str(a): int(b) for a, b in zip(names, counts) if a}
 
 
-def _planted_tiers(pool: Dataset, selector: str, tiers: tuple[str, ...],
+def _planted_tiers(pool: Dataset, metadata: Mapping[str, Any], selector: str, tiers: tuple[str, ...],
                    by: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The planted ``kind`` of every item, its position in ``tiers`` and its group id (dense
-    integers from the ``by`` column): what the bracket selectors order by."""
-    metadata = _pool_metadata(pool)  # fetched once: a pool may build it on every call
+    integers from the ``by`` column) in the pool's ``metadata``: what the bracket selectors
+    order by."""
     kind = _metadata_column(pool, "kind", selector, metadata).astype(str)
     unknown = sorted(set(np.unique(kind)) - set(tiers))
     if unknown:
