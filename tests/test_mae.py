@@ -35,6 +35,49 @@ def test_pretraining_is_reproducible(pool):
     assert runs[0] == runs[1]
 
 
+class CountingPool:
+    """A pool that counts how often each frame is loaded."""
+
+    def __init__(self, pool):
+        self.pool, self.loads = pool, np.zeros(len(pool), dtype=np.int64)
+
+    def __len__(self):
+        return len(self.pool)
+
+    def load_images(self, indices):
+        np.add.at(self.loads, np.asarray(indices, dtype=np.int64), 1)
+        return self.pool.load_images(indices)
+
+
+def test_the_frame_cache_loads_each_frame_once_within_its_budget(pool):
+    from delbench_plugins.backbones.timm_mae import FrameCache
+
+    counting = CountingPool(pool)
+    frame_bytes = pool.load_images(np.arange(1)).nbytes
+    cache = FrameCache(counting, max_bytes=3 * frame_bytes)
+    first = cache.load_images(np.array([0, 1, 2, 3, 4]))
+    first[:] = 0  # a batch is the caller's to modify (flips are applied in place)
+    again = cache.load_images(np.array([0, 1, 2, 3, 4]))
+    assert np.array_equal(again, pool.load_images(np.arange(5)))
+    assert counting.loads[:5].tolist() == [1, 1, 1, 2, 2]  # 3 frames fit the budget, the rest reload
+    assert cache.bytes == 3 * frame_bytes
+
+
+def test_pretraining_with_and_without_the_frame_cache_is_identical(pool):
+    import torch
+
+    runs = []
+    for budget in (0, 1 << 30):
+        torch.manual_seed(0)
+        backbone = get_backbone("timm_mae")(**TINY)
+        backbone.frame_cache_bytes = budget
+        counting = CountingPool(pool)
+        runs.append(backbone.pretrain(counting, np.arange(20), steps=6, batch_size=8, seed=2,
+                                      optimizer={"lr": 1e-3})["loss"])
+        assert counting.loads[:20].max() == (3 if budget == 0 else 1)  # 48 draws of 20 frames
+    assert runs[0] == runs[1]
+
+
 def test_embed_shapes_and_checkpoint_round_trip(pool, tmp_path):
     backbone = get_backbone("timm_mae")(**TINY)
     images = pool.load_images(np.arange(6))
