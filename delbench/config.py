@@ -100,6 +100,9 @@ class PretrainSpec:
     cell's own subset) at which the encoder is also evaluated, without re-training.
     ``precision``: ``fp32``, or ``bf16`` autocast (CUDA only), recorded in every row.
     ``batch_size`` is the global batch: under ``torchrun`` each process trains on its slice.
+    ``init_seed``: the seed of the encoder's initial weights, the same for every cell (the run
+    seed then varies the data order, masks, flips and the task only); None draws them from
+    the cell's seed.
     """
 
     budget: str
@@ -108,6 +111,15 @@ class PretrainSpec:
     optimizer: dict[str, Any]
     checkpoint_epochs: tuple[float, ...] = ()
     precision: str = "fp32"
+    init_seed: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The spec as plain data for hashes; an unset ``init_seed`` is left out, so protocols
+        that do not pin one keep the config hash and pre-training keys they had before it."""
+        data = asdict(self)
+        if data["init_seed"] is None:
+            del data["init_seed"]
+        return data
 
     def steps(self, n_pool: int, n_selected: int) -> int:
         images = self.reference_epochs * (n_pool if self.budget == "compute_matched" else n_selected)
@@ -205,6 +217,7 @@ class Protocol:
         """The validated protocol as plain JSON (``run.json``'s ``protocol_config``, a
         submission's ``config.json``); :func:`protocol_from_json` reads it back."""
         data = asdict(self)
+        data["pretrain"] = self.pretrain.record()
         for selector in data["selectors"]:  # unset per-selector seeds leave the config hash unchanged
             if selector["seeds"] is None:
                 del selector["seeds"]
@@ -311,7 +324,7 @@ def protocol_from_dict(raw: Mapping[str, Any], *, plugins: bool = True) -> Proto
         raise ConfigError("'selectors' must list at least one selector")
     seeds = _seeds(raw.get("seeds"))
     pre = _section(raw, "pretrain", {"budget", "reference_epochs", "batch_size", "optimizer", "checkpoint_epochs",
-                                     "checkpoint_every", "precision"}, {"budget", "reference_epochs", "batch_size"})
+                                     "checkpoint_every", "precision", "init_seed"}, {"budget", "reference_epochs", "batch_size"})
     with _in_section("pretrain"):
         check_choice(pre, "budget", BUDGET_RULES)
         check_number(pre, "reference_epochs", 0.0, None, low_open=True)
@@ -323,9 +336,11 @@ def protocol_from_dict(raw: Mapping[str, Any], *, plugins: bool = True) -> Proto
             raise ConfigError(f"checkpoint_epochs must be a list of epochs > 0, got {epochs!r}")
         check_int(pre, "checkpoint_every", 0)
         check_choice(pre, "precision", PRECISIONS)
+        check_int(pre, "init_seed", 0, allow_none=True)
+    init_seed = pre.get("init_seed")
     pretrain = PretrainSpec(pre["budget"], float(pre["reference_epochs"]), int(pre["batch_size"]),
                             dict(pre.get("optimizer", {})), tuple(float(e) for e in epochs),
-                            pre.get("precision", "fp32"))
+                            pre.get("precision", "fp32"), None if init_seed is None else int(init_seed))
     emb = _section(raw, "embedding", {"checkpoint", "warmup_steps", "batch_size", "dtype"})
     with _in_section("embedding"):
         check_path(emb, "checkpoint")

@@ -411,7 +411,7 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     protocol = ctx.protocol
     n_pool = len(ctx.pool)
     steps = protocol.pretrain.steps(n_pool, subset.size)
-    key = _hash({"subset": subset.sha256, "backbone": protocol.backbone, "pretrain": protocol.pretrain,
+    key = _hash({"subset": subset.sha256, "backbone": protocol.backbone, "pretrain": protocol.pretrain.record(),
                  "steps": steps, "seed": seed, "pool": protocol.pool})
     directory = ctx.cache_dir / "checkpoints" / key
     # intermediate checkpoints are named by step, so epochs that fall on one step share a file;
@@ -447,7 +447,7 @@ def _pretrain_checkpoints_locked(ctx: RunContext, subset: Subset, seed: int, *, 
             info.update(heldout_reconstruction(ctx, backbone))
             atomic_write_json(info_path, info)
         return paths, info
-    backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
+    backbone = initial_backbone(protocol)
 
     def save_intermediate(step: int, loss: float) -> None:
         if step in by_step:
@@ -473,6 +473,20 @@ def _pretrain_checkpoints_locked(ctx: RunContext, subset: Subset, seed: int, *, 
     atomic_write_json(info_path, info)
     shutil.rmtree(resume_dir, ignore_errors=True)  # the final checkpoint supersedes the states
     return paths, info
+
+
+def initial_backbone(protocol: Protocol) -> Any:
+    """The protocol's backbone before pre-training. Its weights come from ``pretrain.init_seed``
+    when the protocol pins one, so every cell and the random-init reference start from the same
+    encoder; otherwise from torch's global generator as the caller seeded it (the cell's seed)."""
+    init_seed = protocol.pretrain.init_seed
+    if init_seed is None:
+        return plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
+    import torch
+
+    with torch.random.fork_rng(devices=[]):  # the caller's generator state is left as it was
+        torch.manual_seed(init_seed)
+        return plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
 
 
 def resumable(backbone: Any) -> bool:
@@ -579,8 +593,10 @@ def evaluate_task(ctx: RunContext, task_spec: TaskSpec, checkpoint: Path | None,
     protocol = ctx.protocol
     train = open_dataset(ctx, task_spec.dataset, task_spec.train_split)
     test = open_dataset(ctx, task_spec.dataset, task_spec.test_split)
-    backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
-    if checkpoint is not None:  # None: the freshly initialised encoder (a reference row)
+    if checkpoint is None:  # the freshly initialised encoder (a reference row)
+        backbone = initial_backbone(protocol)
+    else:
+        backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
         backbone.load(checkpoint)
     task = plugins.create("task", task_spec.name, task_spec.params)
     with stage_deadline("evaluate", protocol.execution.timeout("evaluate")):

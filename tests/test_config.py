@@ -121,6 +121,17 @@ def test_significance_is_a_protocol_setting_apart_from_normdel_alpha():
         load_protocol(SMOKE, {"statistics.signifcance": 0.01})
 
 
+def test_init_seed_is_hashed_when_set_and_validated():
+    base, _ = load_protocol(SMOKE, {"pretrain.init_seed": None})
+    assert base.pretrain.init_seed is None and "init_seed" not in base.to_dict()["pretrain"]
+    pinned, _ = load_protocol(SMOKE, {"pretrain.init_seed": 0})
+    assert pinned.pretrain.init_seed == 0 and pinned.to_dict()["pretrain"]["init_seed"] == 0
+    assert pinned.sha256 != base.sha256
+    for bad in (-1, 0.5, "0"):
+        with pytest.raises(ConfigError, match=r"pretrain\.init_seed"):
+            load_protocol(SMOKE, {"pretrain.init_seed": bad})
+
+
 @pytest.mark.parametrize("path", [SMOKE, ROOT / "benchmarks" / "validity.py", ROOT / "benchmarks" / "regression.py",
                                   ROOT / "tests" / "configs" / "tiny.py"])
 def test_protocol_json_reads_back_to_the_same_protocol(path):
@@ -130,7 +141,7 @@ def test_protocol_json_reads_back_to_the_same_protocol(path):
 
     from delbench.config import protocol_from_json
 
-    protocol, _ = load_protocol(path, {"timeouts.select": 60, "pretrain.checkpoint_every": 7})
+    protocol, _ = load_protocol(path, {"timeouts.select": 60, "pretrain.checkpoint_every": 7, "pretrain.init_seed": 2})
     record = json.loads(json.dumps(protocol.to_dict()))
     assert protocol_from_json(record) == protocol
     assert protocol_from_json(record, plugins=False).sha256 == protocol.sha256

@@ -23,3 +23,26 @@ def test_smoke_plan_has_one_cell_per_selection_and_unique_keys():
     assert {"full|ratio=1|seed=0|synthetic_polyp_seg/segmentation",
             "meddel[center=true]|ratio=0.05|seed=0|synthetic_polyp_seg/segmentation",
             "anti_oracle|ratio=0.05|seed=4|synthetic_polyp_seg/segmentation"} <= {c.key for c in cells}
+
+
+TINY = Path(__file__).resolve().parent / "configs" / "tiny.py"
+
+
+def test_a_pinned_init_seed_gives_every_cell_the_same_initial_encoder():
+    import torch
+
+    from delbench.runner import initial_backbone, seed_everything
+
+    pinned, _ = load_protocol(TINY, {"pretrain.init_seed": 3})
+    free, _ = load_protocol(TINY)
+    weights = []
+    for cell_seed in (0, 1):
+        seed_everything(cell_seed)
+        before = torch.get_rng_state()
+        weights.append(initial_backbone(pinned).encoder.blocks[0].attn.qkv.weight.detach().clone())
+        assert torch.equal(torch.get_rng_state(), before)  # the cell's own draws are untouched
+        seed_everything(cell_seed)
+        weights.append(initial_backbone(free).encoder.blocks[0].attn.qkv.weight.detach().clone())
+    pinned_0, free_0, pinned_1, free_1 = weights
+    assert torch.equal(pinned_0, pinned_1)
+    assert not torch.equal(free_0, free_1) and not torch.equal(pinned_0, free_0)
