@@ -8,7 +8,7 @@
 # (README, "What the smoke benchmark shows").
 _base_ = ['_base_/synthetic_cpu.py']
 
-protocol = dict(name='validity', version='2',
+protocol = dict(name='validity', version='3',
                 description='bracket check: oracle > random > anti_oracle on the synthetic pool, frozen kNN probe')
 
 ratios = [0.05, 0.2]

@@ -27,7 +27,12 @@ backbone = dict(name='timm_mae',
 # 5e-5. Measured: in this short, gentle regime the probe's score rises with the clean frames a
 # subset holds; at 1.5e-4, or with 250–600 steps, a half-invalid subset scores below an
 # all-invalid one (README, "What the smoke benchmark shows").
-pretrain = dict(reference_epochs=0.6, batch_size=16,
+# Every cell starts from the same initial encoder (`init_seed`); the run seed varies the data
+# order, masks and flips. Measured: with the initial weights drawn from the run seed, they
+# spread the score of one training set 2.5 times more than the training draws do, and that
+# spread, not the subsets, decided the bracket on some pool and seed draws (README, "What the
+# smoke benchmark shows"). `--cfg-options pretrain.init_seed=S` checks another initialisation.
+pretrain = dict(reference_epochs=0.6, batch_size=16, init_seed=0,
                 optimizer=dict(lr=5e-5, weight_decay=0.05, warmup_steps=20))
 embedding = dict(warmup_steps=100)
 
