@@ -36,9 +36,10 @@ def test_anti_oracle_keeps_invalid_frames_first(pool):
 
 
 def test_anti_oracle_keeps_the_invalid_types_showing_the_least_tissue_first(pool):
-    """Out-of-body frames first, then dark, over-exposed, bubbles, motion blur: at every size
+    """Out-of-body frames first, then over-exposed, bubbles, dark, motion blur: at every size
     the kept invalid frames are a prefix of that order, the last type possibly cut."""
     selector = delbench.get_selector("anti_oracle")()
+    assert selector.invalid_types == ("out_of_body", "overexposed", "bubbles", "dark", "motion_blur")
     invalid_type = pool.metadata()["invalid_type"].astype(str)
     available = {name: int((invalid_type == name).sum()) for name in selector.invalid_types}
     for k in (100, 800, 1500):

@@ -68,3 +68,14 @@ def test_cli_starts_from_the_protocols_warm_up(diagnostic):
     assert warm[0]["score"] == warm[1]["score"]
     assert fresh[0]["score"] != fresh[1]["score"]  # fresh weights follow the seed (measured 46.04, 46.66)
     assert warm[0]["score"] not in (fresh[0]["score"], fresh[1]["score"])  # and are not the warm-up (47.8)
+
+
+def test_a_protocol_that_pins_the_initial_weights_starts_every_seed_from_them(diagnostic):
+    argv = ["--protocol", str(ROOT / "benchmarks/regression.py"), "--seeds", "0,1", "--set-size", "6",
+            "--sets", "init", "--cfg-options", "pretrain.init_seed=1"]
+    pinned = diagnostic.main(argv)
+    assert pinned[0]["score"] == pinned[1]["score"]  # nothing trained: both seeds score the one encoder
+    fresh = diagnostic.main(argv[:-2])
+    assert pinned[0]["score"] == fresh[1]["score"]  # ... which seed 1 draws when nothing is pinned
+    varied = diagnostic.main(argv[:-2] + ["--vary", "init", "--cfg-options", "pretrain.init_seed=1"])
+    assert [line["score"] for line in varied] == [line["score"] for line in fresh]  # --vary init overrides the pin

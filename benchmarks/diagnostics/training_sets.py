@@ -21,6 +21,8 @@ protocol's first task, the same code the runner uses. Two kinds of training set:
 
 ``--vary init`` (or ``training``) changes only the initial weights (or only the masks, flips,
 order and mixture draw) with the run seed: which part of the seed-to-seed spread each makes.
+Where the protocol pins ``pretrain.init_seed`` (the embedded ones do), every training starts
+from those weights, as in a run, except under ``--vary init``.
 ``--start warmup`` starts every training from the protocol's embedding warm-up (MAE on the
 whole pool, seeded by itself) instead of fresh weights; ``--start FILE`` from a checkpoint.
 ``--cfg-options`` overrides the protocol as ``delbench run`` does (e.g.
@@ -96,6 +98,12 @@ def score(protocol: Any, pool: Any, indices: np.ndarray | None, *, init_seed: in
     return 100.0 * float(task.evaluate(backbone, datasets[spec.test_split])[task.metric])
 
 
+def initial_seed(protocol: Any, seed: int) -> int:
+    """The seed of the initial weights: the protocol's ``pretrain.init_seed`` where it pins one
+    (as a run does), else ``seed``."""
+    return seed if protocol.pretrain.init_seed is None else protocol.pretrain.init_seed
+
+
 def _start_checkpoint(start: str, protocol: Any, pool: Any, scratch: Path) -> Path | None:
     """The weights every training starts from: None (fresh, from the seed), the protocol's
     embedding warm-up (computed into ``scratch``) or a checkpoint file."""
@@ -147,7 +155,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for label, plan in plans:
             for seed in seeds:
                 started = time.perf_counter()
-                init_seed = seeds[0] if args.vary == "training" else seed
+                if args.vary == "init":
+                    init_seed = seed
+                else:
+                    init_seed = initial_seed(protocol, seeds[0] if args.vary == "training" else seed)
                 training_seed = seeds[0] if args.vary == "init" else seed
                 indices = (mixture(metadata, plan, invalid_types, training_seed, args.set_size)
                            if isinstance(plan, float) else plan)
