@@ -4,7 +4,7 @@
 # domain-shifted test split, with the randomly initialised encoder as a reference row. The
 # bracket selectors (oracle > random > anti_oracle) run three seeds at 0.05 and 0.2, so the
 # report's Validity section tests whether the score separates what the subsets keep.
-# 22 min 50 s on an idle 2-core CPU (README, "What the smoke benchmark shows"):
+# 10 min 29 s on an idle 2-core CPU (README, "What the smoke benchmark shows"):
 # `delbench run benchmarks/smoke.py`.
 _base_ = ['_base_/synthetic_cpu.py']
 

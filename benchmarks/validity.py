@@ -3,9 +3,8 @@
 # near-duplicates of few scenes first) — must order the downstream score beyond seed noise at
 # every ratio, and `meddel` and `optidel` are placed between them. The report's Validity
 # section gives the paired gaps with 95 % t intervals and the rank correlation between core
-# frames kept and the score. `delbench run benchmarks/validity.py` (62 cells): 38 min 9 s with
-# one torch thread while another run shared the 2-core CPU; not timed alone at this setting
-# (README, "What the smoke benchmark shows").
+# frames kept and the score. `delbench run benchmarks/validity.py` (60 cells and 8 reference
+# rows): 18 min 11 s on an idle 2-core CPU (README, "What the smoke benchmark shows").
 _base_ = ['_base_/synthetic_cpu.py']
 
 protocol = dict(name='validity', version='3',
