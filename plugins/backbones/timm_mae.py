@@ -211,7 +211,7 @@ class FrameCache:
         loaded = dict(zip(missing.tolist(), self.dataset.load_images(missing))) if missing.size else {}
         for index, frame in loaded.items():
             if self.bytes + frame.nbytes <= self.max_bytes:
-                self.frames[index] = frame
+                self.frames[index] = frame.copy()  # a view would keep its whole batch alive
                 self.bytes += frame.nbytes
         return np.stack([self.frames[int(i)] if int(i) in self.frames else loaded[int(i)] for i in indices])
 
