@@ -4,6 +4,7 @@ from delbench.config import SelectorSpec, load_protocol
 from delbench.runner import plan_cells, selector_label
 
 SMOKE = Path(__file__).resolve().parent.parent / "benchmarks" / "smoke.py"
+TINY = Path(__file__).resolve().parent / "configs" / "tiny.py"
 
 
 def test_selector_labels_are_readable_and_distinct():
@@ -23,9 +24,6 @@ def test_smoke_plan_has_one_cell_per_selection_and_unique_keys():
     assert {"full|ratio=1|seed=0|synthetic_polyp_seg/segmentation",
             "meddel[center=true]|ratio=0.05|seed=0|synthetic_polyp_seg/segmentation",
             "anti_oracle|ratio=0.05|seed=2|synthetic_polyp_seg/segmentation"} <= {c.key for c in cells}
-
-
-TINY = Path(__file__).resolve().parent / "configs" / "tiny.py"
 
 
 def test_a_pinned_init_seed_gives_every_cell_the_same_initial_encoder():
