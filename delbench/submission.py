@@ -20,10 +20,12 @@ needs to recompute without the submitter's machine::
                             the selection's ids_sha256
 
 Opening one (:func:`open_submission`) never executes anything from it and never writes
-outside its target folder: every member is checked before anything is written (regular files
-and folders only; no absolute name, no ``..``, no link or device, no name twice), files are
-written one by one under the target, and only JSON, text and ``.npy`` (``allow_pickle=False``)
-are read back.
+outside its target folder, nor more than it may: every member is checked before anything is
+written (regular files and folders only; no absolute name, no ``..``, no link or device, no
+name twice; each file's declared size the one ``MANIFEST.json`` records; the sizes' sum under a
+total cap and a cap on its ratio to the archive's size), files are copied one by one under the
+target in bounded chunks, none past its declared size, and only JSON, text and ``.npy``
+(``allow_pickle=False``) are read back.
 
 :func:`verify` checks a run directory or a submission: every hash recomputed
 (:func:`delbench.results.verify_run`, the manifest, the id lists), each row against its subset
@@ -66,6 +68,18 @@ IDS_SUFFIX = ".ids.txt"
 NORMDEL_ROUNDING = 1e-9
 #: the default tolerance of re-run cells and of ``compare`` (absolute, on metric fractions)
 DEFAULT_TOLERANCE = 0.0
+#: what extracting one submission may write at most: a derived subset's images at the paper's
+#: scale (tens of thousands of PNGs) fit; a bomb does not
+MAX_EXTRACTED_BYTES = 8 << 30
+#: and at most this many times the archive's size (text and indices gzip about 3-20 fold;
+#: images barely). Below :data:`RATIO_ALLOWANCE` bytes in all the ratio is not applied: a small
+#: archive of JSON may well gzip 100 fold.
+MAX_COMPRESSION_RATIO = 100.0
+RATIO_ALLOWANCE = 64 << 20
+#: the most a MANIFEST.json may have (it is read into memory before anything is written)
+MAX_MANIFEST_BYTES = 64 << 20
+#: the chunk an extracted file is copied in
+COPY_CHUNK = 1 << 20
 #: where a protocol is looked up by the name a run records: ``benchmarks/<name>.py`` here, and
 #: in the delbench checkout itself
 _PROTOCOL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -188,33 +202,127 @@ def _member_problem(member: tarfile.TarInfo) -> str | None:
     return None
 
 
-def extract_submission(archive: str | Path, target: str | Path) -> Path:
+def _size_limit(archive: Path, max_bytes: int, max_ratio: float) -> tuple[int, str]:
+    """The most bytes an archive of this file size may extract, and which cap that is:
+    ``max_bytes``, and no more than ``max_ratio`` times the archive's size (but always
+    :data:`RATIO_ALLOWANCE`)."""
+    size = archive.stat().st_size
+    by_ratio = max(int(max_ratio * size), RATIO_ALLOWANCE)
+    if by_ratio < max_bytes:
+        return by_ratio, f"{max_ratio:g} × the archive's {size} bytes"
+    return max_bytes, f"the cap of {max_bytes} bytes"
+
+
+def _checked_members(tar: tarfile.TarFile, archive: Path, limit: tuple[int, str]) -> list[tarfile.TarInfo]:
+    """Every member's header, each checked (:func:`_member_problem`, no name twice) and their
+    declared sizes summed, refused as soon as the sum passes ``limit``: a header is read
+    before its data, so a bomb is refused before it is decompressed."""
+    members: list[tarfile.TarInfo] = []
+    seen: set[str] = set()
+    declared = 0
+    while True:
+        try:
+            member = tar.next()
+        except (tarfile.TarError, OSError, EOFError) as exc:
+            raise SubmissionError(f"{archive}: damaged archive ({one_line(str(exc))})") from None
+        if member is None:
+            return members
+        problem = _member_problem(member)
+        normal = PurePosixPath(member.name).as_posix()
+        if problem is None and member.isreg() and normal in seen:
+            problem = f"member {member.name!r} appears twice"
+        declared += member.size if member.isreg() else 0
+        if problem is None and declared > limit[0]:
+            problem = (f"member {member.name!r} ({member.size} bytes) takes the archive to {declared} bytes, "
+                       f"over {limit[1]}")
+        if problem:
+            raise SubmissionError(f"{archive}: refused: {problem}; nothing was extracted")
+        seen.add(normal)
+        members.append(member)
+
+
+def _manifest_sizes(tar: tarfile.TarFile, members: list[tarfile.TarInfo], archive: Path) -> dict[str, Any]:
+    """The ``files`` entries of the archive's manifest, read into memory (at most
+    :data:`MAX_MANIFEST_BYTES`)."""
+    member = next((m for m in members if m.isreg() and PurePosixPath(m.name).as_posix() == MANIFEST_FILE), None)
+    if member is None:
+        raise SubmissionError(f"{archive}: refused: no {MANIFEST_FILE} (a submission lists each file's size and "
+                              f"sha256); nothing was extracted")
+    if member.size > MAX_MANIFEST_BYTES:
+        raise SubmissionError(f"{archive}: refused: member {MANIFEST_FILE!r} declares {member.size} bytes, over "
+                              f"the {MAX_MANIFEST_BYTES} a manifest may have; nothing was extracted")
+    try:
+        listed = json.loads(tar.extractfile(member).read(MAX_MANIFEST_BYTES + 1))["files"]
+        assert isinstance(listed, dict) and all(isinstance(entry, dict) for entry in listed.values())
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise SubmissionError(f"{archive}: damaged archive ({one_line(str(exc))})") from None
+    except (ValueError, KeyError, TypeError, AssertionError):
+        raise SubmissionError(f"{archive}: refused: member {MANIFEST_FILE!r} is not a manifest (JSON with a "
+                              f"'files' object of sizes and hashes); nothing was extracted") from None
+    return listed
+
+
+def _copy_member(source: Any, destination: Path, member: tarfile.TarInfo, archive: Path) -> None:
+    """Copy one member in chunks of :data:`COPY_CHUNK` bytes, stopping at the first byte past
+    its declared size (a short member is a damaged archive)."""
+    written = 0
+    try:
+        with open(destination, "xb") as handle:  # "x": never through an existing file or link
+            while block := source.read(COPY_CHUNK):
+                written += len(block)
+                if written > member.size:
+                    raise SubmissionError(f"{archive}: refused: member {member.name!r} holds more than the "
+                                          f"{member.size} bytes it declares")
+                handle.write(block)
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        destination.unlink(missing_ok=True)
+        raise SubmissionError(f"{archive}: damaged archive at member {member.name!r} ({one_line(str(exc))})") from None
+    except SubmissionError:
+        destination.unlink(missing_ok=True)
+        raise
+    if written != member.size:
+        destination.unlink(missing_ok=True)
+        raise SubmissionError(f"{archive}: damaged archive: member {member.name!r} holds {written} of the "
+                              f"{member.size} bytes it declares")
+
+
+def extract_submission(archive: str | Path, target: str | Path, *, max_bytes: int | None = None,
+                       max_ratio: float | None = None) -> Path:
     """Extract a submission archive into ``target`` after checking every member.
 
-    Nothing is written unless every member passes (:func:`_member_problem`): an archive with
-    one bad member is refused whole, with a :class:`~delbench.errors.SubmissionError` naming
-    it. Files are written one by one, each path resolved and checked to lie under
-    ``target`` (links are refused, so nothing already extracted can redirect a later one).
+    Nothing is written unless every member passes: its kind and name
+    (:func:`_member_problem`, no name twice), its declared size against the size
+    ``MANIFEST.json`` records for it (every file is listed there), and the declared sizes'
+    sum against ``max_bytes`` (default :data:`MAX_EXTRACTED_BYTES`) and against ``max_ratio``
+    (default :data:`MAX_COMPRESSION_RATIO`) times the archive's size. An archive refused is
+    refused whole, with a :class:`~delbench.errors.SubmissionError` naming the member. Files
+    are then copied one by one in bounded chunks, each stopped at its declared size, each
+    path resolved and checked to lie under ``target`` (links are refused, so nothing already
+    extracted can redirect a later one).
     """
     archive, target = Path(archive), Path(target)
+    max_bytes = MAX_EXTRACTED_BYTES if max_bytes is None else max_bytes
+    max_ratio = MAX_COMPRESSION_RATIO if max_ratio is None else max_ratio
     try:
+        limit = _size_limit(archive, max_bytes, max_ratio)
         tar = tarfile.open(archive, "r:*")
     except (tarfile.TarError, OSError) as exc:
         raise SubmissionError(f"{archive}: not a readable tar archive ({one_line(str(exc))})") from None
     with tar:
-        try:
-            members = tar.getmembers()
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise SubmissionError(f"{archive}: damaged archive ({one_line(str(exc))})") from None
-        seen: set[str] = set()
+        members = _checked_members(tar, archive, limit)
+        listed = _manifest_sizes(tar, members, archive)
         for member in members:
-            problem = _member_problem(member)
-            normal = PurePosixPath(member.name).as_posix()
-            if problem is None and member.isreg() and normal in seen:
-                problem = f"member {member.name!r} appears twice"
-            if problem:
-                raise SubmissionError(f"{archive}: refused: {problem}; nothing was extracted")
-            seen.add(normal)
+            name = PurePosixPath(member.name).as_posix()
+            if not member.isreg() or name == MANIFEST_FILE:
+                continue
+            if name not in listed:
+                problem = f"member {member.name!r} is not listed in {MANIFEST_FILE}"
+            elif listed[name].get("bytes") != member.size:
+                problem = (f"member {member.name!r} declares {member.size} bytes, {MANIFEST_FILE} records "
+                           f"{listed[name].get('bytes')!r}")
+            else:
+                continue
+            raise SubmissionError(f"{archive}: refused: {problem}; nothing was extracted")
         root = target.resolve()
         root.mkdir(parents=True, exist_ok=True)
         for member in members:
@@ -225,10 +333,7 @@ def extract_submission(archive: str | Path, target: str | Path) -> Path:
                 destination.mkdir(parents=True, exist_ok=True)
                 continue
             destination.parent.mkdir(parents=True, exist_ok=True)
-            source = tar.extractfile(member)
-            with open(destination, "xb") as handle:  # "x": never through an existing file or link
-                while block := source.read(1 << 20):
-                    handle.write(block)
+            _copy_member(tar.extractfile(member), destination, member, archive)
     return target
 
 

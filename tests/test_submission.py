@@ -240,6 +240,117 @@ def test_a_duplicated_member_and_garbage_are_refused(tmp_path):
         extract_submission(tmp_path / "garbage.tar.gz", tmp_path / "g")
 
 
+def _manifested(path, files, *, declared=None):
+    """A gzip tarball of ``files`` (name -> bytes) with a MANIFEST.json listing them;
+    ``declared`` overrides the sizes the manifest records."""
+    listed = {name: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)} for name, data in files.items()}
+    for name, size in (declared or {}).items():
+        listed[name]["bytes"] = size
+    manifest = json.dumps({"format": "delbench-submission/1", "files": listed}).encode()
+    return _archive(path, [_file(MANIFEST_FILE, manifest), *(_file(n, d) for n, d in files.items())])
+
+
+def test_a_member_whose_size_is_not_the_manifests_is_refused_before_writing(tmp_path):
+    archive = _manifested(tmp_path / "liar.tar.gz", {"run.json": b"{}", "results.jsonl": b"\n" * 50},
+                          declared={"results.jsonl": 10})
+    target = tmp_path / "t"
+    with pytest.raises(SubmissionError, match=r"refused: member 'results.jsonl' declares 50 bytes, MANIFEST.json "
+                                              r"records 10; nothing was extracted"):
+        extract_submission(archive, target)
+    assert not target.exists()
+    unlisted = _archive(tmp_path / "extra.tar.gz", [_file(MANIFEST_FILE, b'{"files": {}}'), _file("run.json", b"{}")])
+    with pytest.raises(SubmissionError, match="member 'run.json' is not listed in MANIFEST.json"):
+        extract_submission(unlisted, target)
+    bare = _archive(tmp_path / "bare.tar.gz", [_file("run.json", b"{}")])
+    with pytest.raises(SubmissionError, match="refused: no MANIFEST.json"):
+        extract_submission(bare, target)
+    assert not target.exists()
+
+
+class _Zeros(io.RawIOBase):
+    """``size`` zero bytes, read without holding them."""
+
+    def __init__(self, size):
+        self.left = size
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        n = min(len(buffer), self.left)
+        buffer[:n] = bytes(n)
+        self.left -= n
+        return n
+
+
+def _zero_bomb(path, size):
+    """An archive whose one data member is ``size`` zero bytes, recorded faithfully in the
+    manifest (streamed: the bytes are never held in memory)."""
+    listed = {"zeros.bin": {"sha256": "0" * 64, "bytes": size}}
+    manifest = json.dumps({"format": "delbench-submission/1", "files": listed}).encode()
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
+        tar.addfile(_file(MANIFEST_FILE, manifest)[0], io.BytesIO(manifest))
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = size
+        tar.addfile(info, io.BufferedReader(_Zeros(size)))
+    return path
+
+
+def test_a_large_declared_member_is_refused_over_the_total_cap(tmp_path, monkeypatch):
+    import delbench.submission as submission
+
+    archive = _zero_bomb(tmp_path / "bomb.tar.gz", 4 << 20)
+    monkeypatch.setattr(submission, "RATIO_ALLOWANCE", 1 << 30)  # the ratio cap out of the way
+    target = tmp_path / "t"
+    with pytest.raises(SubmissionError, match=r"refused: member 'zeros.bin' \(4194304 bytes\) takes the archive to "
+                                              r"\d+ bytes, over the cap of 1048576 bytes; nothing was extracted"):
+        extract_submission(archive, target, max_bytes=1 << 20)
+    assert not target.exists()
+    assert extract_submission(archive, target, max_bytes=8 << 20) == target  # under the cap: extracted
+    assert (target / "zeros.bin").stat().st_size == 4 << 20
+
+
+def test_a_compression_bomb_is_refused_by_the_ratio_cap(run, tmp_path, monkeypatch, capsys):
+    import delbench.submission as submission
+
+    archive = _zero_bomb(tmp_path / "bomb.tar.gz", 16 << 20)  # gzips about 1000 fold
+    assert archive.stat().st_size < 100 << 10
+    monkeypatch.setattr(submission, "RATIO_ALLOWANCE", 1 << 20)
+    with pytest.raises(SubmissionError, match=r"member 'zeros.bin' .* over 100 × the archive's \d+ bytes"):
+        extract_submission(archive, tmp_path / "t")
+    assert not (tmp_path / "t").exists()
+    for command in (["verify", str(archive)], ["compare", str(run), str(archive)],
+                    ["leaderboard", str(archive), "--out", str(tmp_path / "board")]):
+        capsys.readouterr()
+        code = main(command)
+        captured = capsys.readouterr()
+        text = captured.err + captured.out + ((tmp_path / "board" / "leaderboard.json").read_text()
+                                              if command[0] == "leaderboard" else "")
+        assert "over 100 × the archive's" in text, (command, code, text)
+        assert command[0] == "leaderboard" or code != 0
+
+
+def test_a_member_longer_than_declared_is_stopped(tmp_path):
+    """tarfile reads a member no further than its header's size; the copy still counts."""
+    from delbench.submission import _copy_member
+
+    info = tarfile.TarInfo("a.bin")
+    info.size = 4
+    with pytest.raises(SubmissionError, match="member 'a.bin' holds more than the 4 bytes it declares"):
+        _copy_member(io.BytesIO(b"x" * 10), tmp_path / "a.bin", info, tmp_path / "s.tar.gz")
+    assert not (tmp_path / "a.bin").exists()
+
+
+def test_a_real_submission_is_well_within_the_caps(run, tmp_path):
+    from delbench.submission import MAX_COMPRESSION_RATIO
+
+    archive = write_submission(run, tmp_path / "sub.tar.gz")
+    with tarfile.open(archive) as tar:
+        total = sum(m.size for m in tar.getmembers())
+    assert total < MAX_COMPRESSION_RATIO * archive.stat().st_size
+    assert extract_submission(archive, tmp_path / "x", max_bytes=total, max_ratio=0).is_dir()
+
+
 def test_loading_reads_data_only(run, tmp_path, capsys):
     """A pickled subset file is reported, never unpickled; the config is JSON."""
     archive = write_submission(run, tmp_path / "sub.tar.gz")
