@@ -46,9 +46,9 @@ def _key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
 def cmd_list(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from delbench import plugins
+    from delbench import discovery
 
-    registries = plugins.registries()
+    registries = discovery.registries()
     kind = args.kind[:-1]
     entries = [registries[kind].describe(name) for name in registries[kind].names(args.pattern)]
     if args.format == "json":
@@ -63,17 +63,18 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_select(args: argparse.Namespace) -> int:
-    from delbench import plugins
+    from delbench import discovery
     from delbench.errors import ConfigError
-    from delbench.params import check_plugin_params
-    from delbench.results import atomic_save_npy
+    from delbench.sdk.params import check_plugin_params
+    from delbench.sdk.files import atomic_save_npy
     from delbench.embed import load_embeddings
-    from delbench.subset import ids_sha256, run_selector
+    from delbench.run.select import run_selector
+    from delbench.sdk.subsets import ids_sha256
 
     dataset_params = _key_values(args.dataset_param, "--dataset-param")
     if args.root:
         dataset_params["root"] = args.root
-    cls = plugins.get_selector(args.selector)
+    cls = discovery.get_selector(args.selector)
     # an index subset is one file (refused before any work, not after the selection ran); a
     # derived one is a folder of images with its manifest
     if Path(args.out).is_dir() and not getattr(cls, "produces_derived", False):
@@ -85,11 +86,11 @@ def cmd_select(args: argparse.Namespace) -> int:
         from delbench.config import PluginSpec
 
         backbone_spec = PluginSpec(args.backbone, _key_values(args.backbone_param, "--backbone-param"))
-        check_plugin_params("backbone", plugins.get("backbone", args.backbone), backbone_spec.params,
+        check_plugin_params("backbone", discovery.get("backbone", args.backbone), backbone_spec.params,
                             f"--backbone-param ({args.backbone})")
         if "image_size" in backbone_spec.params and "image_size" not in dataset_params:
             dataset_params["image_size"] = backbone_spec.params["image_size"]  # datasets load at the model's size
-    pool = plugins.create("dataset", args.dataset, dataset_params, where=f"--dataset-param ({args.dataset})",
+    pool = discovery.create("dataset", args.dataset, dataset_params, where=f"--dataset-param ({args.dataset})",
                           split=args.split)
     if getattr(cls, "requires_embeddings", False) and not args.embeddings:
         raise ConfigError(f"selector '{args.selector}' needs --embeddings FILE.npy (n × d, row i = item i) or a "
@@ -127,7 +128,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 def _shard_world(args: argparse.Namespace):
     """Which shards this process takes: its rank under torchrun, or ``--shard-rank`` of
     ``--shard-count`` for one task of a job array (embed and select --work alike)."""
-    from delbench.distributed import World, world_from_env
+    from delbench.sdk.distributed import World, world_from_env
     from delbench.errors import ConfigError
 
     world = world_from_env()
@@ -147,7 +148,7 @@ def _selection_work(args: argparse.Namespace, pool_ids_sha256: str):
     directory's stages are keyed by (the pool's ids hash, the embeddings' manifest or file)."""
     from delbench.embed import MANIFEST
     from delbench.errors import ConfigError
-    from delbench.shards import SelectionWork
+    from delbench.sdk.shards import SelectionWork
 
     world = _shard_world(args)
     if args.clusters_per_shard < 1:
@@ -188,7 +189,7 @@ def _scoring_backbone(args: argparse.Namespace, pool: Any, spec: Any, dataset_pa
     ``delbench run`` caches its warm-up under the run's)."""
     import hashlib
 
-    from delbench.results import cache_base
+    from delbench.sdk.files import cache_base
     from delbench.runner import warmed_backbone
 
     key = json.dumps({"dataset": args.dataset, "params": dataset_params, "split": args.split, "backbone": spec.name,
@@ -331,12 +332,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
-    from delbench import plugins
+    from delbench import discovery
     from delbench.datacheck import check_dataset
-    from delbench.params import check_plugin_params
+    from delbench.sdk.params import check_plugin_params
 
     params = _key_values(args.dataset_param, "--dataset-param")
-    dataset_cls = plugins.get_dataset(args.name)
+    dataset_cls = discovery.get_dataset(args.name)
     check_plugin_params("dataset", dataset_cls, {**params, **({"root": args.root} if args.root else {})},
                         f"--dataset-param ({args.name})")
     report = check_dataset(dataset_cls, root=args.root, **params)

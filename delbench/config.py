@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -17,8 +16,9 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from delbench.errors import ConfigError, one_line
-from delbench.params import (check_choice, check_int, check_known_keys, check_number, check_path,
-                             check_plugin_params, is_int, is_number)
+from delbench.sdk.contracts import PRECISIONS, check_precision, pretrain_takes
+from delbench.sdk.params import (check_choice, check_int, check_known_keys, check_number, check_path,
+                                 check_plugin_params, is_int, is_number)
 
 BUDGET_RULES = ("compute_matched", "epoch_matched")
 TOP_LEVEL_KEYS = ("protocol", "pool", "selectors", "ratios", "seeds", "backbone", "pretrain",
@@ -31,8 +31,6 @@ DEFAULT_SIGNIFICANCE = 0.05
 RUNTIME_KEYS = ("cache_dir",)
 #: the stages of a cell that ``timeouts`` can bound
 STAGES = ("select", "pretrain", "evaluate")
-#: ``pretrain.precision`` values: full fp32, or bf16 autocast on CUDA
-PRECISIONS = ("fp32", "bf16")
 #: Protocol fields that say how a run executes, not what a result means: left out of
 #: config_sha256, so raising a timeout or the checkpoint cadence can ``--resume`` a run
 UNHASHED_FIELDS = ("runtime", "execution")
@@ -464,13 +462,13 @@ def check_plugins(protocol: Protocol) -> None:
     refuses, ratios a selector cannot run at, a dataset without the role or split its use
     needs, and missing checkpoint files. Each error is one line naming the plugin's place in
     the protocol (``selectors[2] (meddel)``) and the key."""
-    from delbench import plugins
+    from delbench import discovery
 
     def where(place: str, spec: PluginSpec) -> str:
         return f"{place} ({spec.name})"
 
     def check_dataset(place: str, spec: PluginSpec, split: str, role: str, user: str) -> None:
-        dataset = plugins.get("dataset", spec.name)
+        dataset = discovery.get("dataset", spec.name)
         if role not in dataset.roles:
             raise ConfigError(f"{where(place, spec)}: the dataset has roles {list(dataset.roles)}, "
                               f"but {user} needs the role {role!r}")
@@ -480,7 +478,7 @@ def check_plugins(protocol: Protocol) -> None:
         check_plugin_params("dataset", dataset, spec.params, where(place, spec),
                             harness=protocol.dataset_arguments(spec, split))
 
-    backbone = plugins.get("backbone", protocol.backbone.name)
+    backbone = discovery.get("backbone", protocol.backbone.name)
     check_plugin_params("backbone", backbone, protocol.backbone.params, where("backbone", protocol.backbone))
     check_optimizer = getattr(backbone, "check_optimizer", None)
     if callable(check_optimizer):
@@ -489,22 +487,23 @@ def check_plugins(protocol: Protocol) -> None:
         except ConfigError as exc:
             raise ConfigError(f"pretrain.optimizer ({protocol.backbone.name}): {exc}") from None
     if protocol.pretrain.precision != "fp32":
-        if "precision" not in inspect.signature(backbone.pretrain).parameters:
+        if not pretrain_takes(backbone, "precision"):
             raise ConfigError(f"pretrain.precision={protocol.pretrain.precision!r}: backbone "
                               f"{protocol.backbone.name!r} trains in fp32 only (its pretrain takes no precision)")
-        if not str(protocol.backbone.params.get("device", "cpu")).startswith("cuda"):
-            raise ConfigError(f"pretrain.precision={protocol.pretrain.precision!r} needs a CUDA backbone "
-                              f"(backbone.device='cuda'); on CPU use 'fp32'")
+        try:
+            check_precision(protocol.pretrain.precision, protocol.backbone.params.get("device", "cpu"))
+        except ConfigError as exc:
+            raise ConfigError(f"pretrain.{exc}") from None
     check_dataset("pool", protocol.pool, "all", "pool", "the pool")
     for i, selector in enumerate(protocol.selectors):
-        cls = plugins.get("selector", selector.name)
+        cls = discovery.get("selector", selector.name)
         check_plugin_params("selector", cls, selector.params, where(f"selectors[{i}]", selector))
         fixed = getattr(cls, "fixed_ratio", None)
         if fixed is not None and any(abs(fixed - r) > 1e-12 for r in protocol.selector_ratios(selector)):
             raise ConfigError(f"{where(f'selectors[{i}]', selector)}: only runs at ratio {fixed}; give it "
                               f"ratios=[{fixed}] in the protocol")
     for i, task in enumerate(protocol.tasks):
-        task_cls = plugins.get("task", task.name)
+        task_cls = discovery.get("task", task.name)
         check_plugin_params("task", task_cls, task.params, f"tasks[{i}] ({task.name})")
         for split in (task.train_split, task.test_split):
             check_dataset(f"tasks[{i}].dataset", task.dataset, split, task_cls.dataset_role, f"task '{task.name}'")

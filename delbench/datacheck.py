@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from delbench.errors import DelbenchError
-from delbench.imaging import item_decode_problems, mask_content_problems, mask_value_problem  # noqa: F401
+from delbench.sdk.imaging import item_decode_problems, mask_content_problems, mask_value_problem
 from delbench.results import write_split_file
 
 @dataclass

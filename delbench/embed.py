@@ -13,7 +13,7 @@ Files in the output directory:
 ``shard-00000.sha256``
     the sha256 of that ``.npy`` file, written after it: a shard counts as finished when both
     exist and the hash matches, so a re-run (after a kill, or a resubmitted array) computes
-    only the shards that are missing or damaged (:mod:`delbench.shards`, the machinery every
+    only the shards that are missing or damaged (:mod:`delbench.sdk.shards`, the machinery every
     sharded job shares);
 ``manifest.json``
     what the embeddings are of (pool name, parameters, ids sha256, n; backbone, parameters,
@@ -34,17 +34,18 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from delbench.distributed import World
-from delbench.errors import DelbenchError, SelectionError
-from delbench.results import atomic_path, atomic_write_json, atomic_write_text, file_sha256
-from delbench.shards import ShardFiles, run_shards
-from delbench.subset import check_embeddings, ids_sha256, read_embeddings
+from delbench.errors import DelbenchError, SelectionError, one_line
+from delbench.sdk.distributed import World
+from delbench.sdk.files import atomic_path, atomic_write_json, atomic_write_text, file_sha256
+from delbench.sdk.shards import ShardFiles, run_shards
+from delbench.sdk.subsets import check_embeddings, ids_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
 @dataclass(frozen=True)
 class ShardPlan:
     """What to embed and where: the identity written into the manifest, and the shard ranges
-    (their files: :class:`delbench.shards.ShardFiles`, as every sharded job's)."""
+    (their files: :class:`delbench.sdk.ShardFiles`, as every sharded job's)."""
 
     out_dir: Path
     identity: dict[str, Any]
@@ -145,6 +146,48 @@ def finalize(plan: ShardPlan) -> bool:
     return True
 
 
+def read_embeddings(path: str | Path, n: int) -> np.ndarray:
+    """An embeddings file (``.npy``, n × d float, row i = pool item i) memory-mapped and
+    checked for a pool of ``n`` items (:func:`check_embeddings`); every problem is one
+    :class:`~delbench.errors.SelectionError` naming the file. Never unpickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise SelectionError(f"embeddings file {path}: not found" if not path.exists() else
+                             f"embeddings file {path}: not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise SelectionError(f"embeddings file {path} is empty; write the n × d array with numpy.save")
+    from numpy.lib import format as npy
+
+    with open(path, "rb") as handle:
+        magic = handle.read(6)
+        if magic != b"\x93NUMPY":
+            kind = "a .npz archive" if magic.startswith(b"PK") else "not a .npy file (no numpy header)"
+            raise SelectionError(f"embeddings file {path} is {kind}; write one n × d float array with numpy.save")
+        handle.seek(0)
+        try:
+            version = npy.read_magic(handle)
+            read_header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, _, dtype = read_header(handle)
+        except (ValueError, OSError, EOFError) as exc:
+            raise SelectionError(f"embeddings file {path} has a damaged numpy header ({one_line(str(exc))})") from None
+        data_start = handle.tell()
+    if dtype.hasobject:  # reading it would mean unpickling, which delbench never does
+        raise SelectionError(f"embeddings file {path} holds Python objects, not numbers; write a float array")
+    expected = data_start + math.prod(shape) * dtype.itemsize
+    if size < expected:
+        raise SelectionError(f"embeddings file {path} is truncated: its header promises a {dtype} array of shape "
+                             f"{tuple(shape)} ({expected} bytes) but the file has {size} bytes")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise SelectionError(f"embeddings file {path} cannot be read: {one_line(str(exc))}") from None
+    try:
+        return check_embeddings(array, n)
+    except SelectionError as exc:
+        raise SelectionError(f"embeddings file {path}: {exc}") from None
+
+
 def load_embeddings(path: str | Path, n: int, pool_ids_sha256: str | None = None) -> np.ndarray:
     """Embeddings for a pool of ``n`` items from one ``.npy`` file or a shard directory written
     by :func:`embed_shards` (whose ids hash must equal ``pool_ids_sha256`` when given)."""
@@ -202,12 +245,12 @@ def embed_pool(*, dataset: str, dataset_params: Mapping[str, Any], split: str, b
     the manifest)."""
     import torch
 
-    from delbench import plugins
-    from delbench.distributed import world_from_env
+    from delbench import discovery
+    from delbench.sdk.distributed import world_from_env
 
-    pool = plugins.create("dataset", dataset, dataset_params, where=f"--dataset-param ({dataset})", split=split)
+    pool = discovery.create("dataset", dataset, dataset_params, where=f"--dataset-param ({dataset})", split=split)
     torch.manual_seed(seed)
-    model = plugins.create("backbone", backbone, backbone_params, where=f"--backbone-param ({backbone})")
+    model = discovery.create("backbone", backbone, backbone_params, where=f"--backbone-param ({backbone})")
     if checkpoint:
         model.load(checkpoint)
     else:

@@ -4,7 +4,7 @@ The work is organised by what can be shared:
 
 1. the pool and (when a selector needs them) its embeddings, cached per (pool, backbone,
    checkpoint/warm-up) under the cache dir;
-2. one selection per (selector, ratio, seed) → a :class:`~delbench.subset.Subset` saved under
+2. one selection per (selector, ratio, seed) → a :class:`~delbench.sdk.subsets.Subset` saved under
    ``subsets/``;
 3. one pre-training per (subset hash, backbone, pre-training spec, seed), saved as a
    checkpoint, so e.g. ``random`` and ``meddel`` at ratio 1.0 reuse ``full``'s run;
@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -52,18 +51,20 @@ from typing import Any, Callable
 
 import numpy as np
 
-from delbench import __version__, plugins
+from delbench import __version__, discovery
 from delbench.config import (EmbeddingSpec, PluginSpec, Protocol, ReferenceSpec, SelectorSpec, TaskSpec,
                              check_plugins, check_values)
-from delbench.distributed import world_from_env
+from delbench.sdk.distributed import world_from_env
 from delbench.errors import DelbenchError, StageTimeout, one_line
-from delbench.metrics import normdel, scene_nn_agreement
-from delbench.results import (DERIVED_DIR, HEADER_FILE, ROWS_FILE, SCHEMA_VERSION, SUBSETS_FILE, ResultRow,
-                              append_row, atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text,
-                              file_lock, lock_work_dir, read_header, read_rows, remove_orphan_temporaries,
-                              repair_rows_file, write_split_file)
-from delbench.subset import (DerivedSubset, Subset, check_embeddings, ids_sha256, load_derived, run_selector,
-                             subset_sha256, subset_size)
+from delbench.sdk.metrics import normdel, scene_nn_agreement
+from delbench.results import (DERIVED_DIR, HEADER_FILE, ROWS_FILE, ResultRow, SCHEMA_VERSION, SUBSETS_FILE, append_row,
+                              lock_work_dir, read_header, read_rows, repair_rows_file, write_split_file)
+from delbench.sdk.files import (atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock,
+                                remove_orphan_temporaries)
+from delbench.run.select import run_selector
+from delbench.sdk.contracts import pretrain_takes
+from delbench.sdk.derived import DerivedSubset, load_derived
+from delbench.sdk.subsets import Subset, check_embeddings, ids_sha256, subset_sha256, subset_size
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class RunContext:
     cache_dir: Path
     progress: bool
     pool: Any = None
-    #: the pool's ids in pool order and their digest (``delbench.subset``), listed once per run
+    #: the pool's ids in pool order and their digest (``delbench.sdk.subsets``), listed once per run
     pool_ids: list[str] = field(default_factory=list)
     pool_ids_sha256: str = ""
     datasets: dict[str, Any] = field(default_factory=dict)
@@ -198,7 +199,7 @@ def open_dataset(ctx: RunContext, spec: PluginSpec, split: str) -> Any:
     split file now (building a dataset writes nothing)."""
     key = _hash([spec, split])
     if key not in ctx.datasets:
-        dataset = plugins.create("dataset", spec.name, spec.params, **ctx.protocol.dataset_arguments(spec, split))
+        dataset = discovery.create("dataset", spec.name, spec.params, **ctx.protocol.dataset_arguments(spec, split))
         write_split_file(dataset.split_record())
         ctx.datasets[key] = dataset
     return ctx.datasets[key]
@@ -225,7 +226,7 @@ def warmed_backbone(pool: Any, backbone: PluginSpec, *, checkpoint: str | None, 
     # seeded here, not by whichever cell first needs features: the initial weights of the
     # warm-up (and so every embedding) must not depend on the cells that ran before
     seed_everything(0)
-    model = plugins.create("backbone", backbone.name, backbone.params)
+    model = discovery.create("backbone", backbone.name, backbone.params)
     warm, record = directory / "warmup.safetensors", directory / "warmup.json"
     seconds = 0.0
     if checkpoint:
@@ -335,7 +336,7 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
     directory = ctx.work_dir / "subsets"
     index_path = directory / f"{name}.npy"
     meta_path = directory / f"{name}.json"
-    cls = plugins.get("selector", selector.name)
+    cls = discovery.get("selector", selector.name)
     if meta_path.is_file():  # resume: selections are deterministic
         meta = json.loads(meta_path.read_text())
         reloaded = _reload_subset(ctx, meta, index_path)
@@ -442,7 +443,7 @@ def _pretrain_checkpoints_locked(ctx: RunContext, subset: Subset, seed: int, *, 
         # a checkpoint cached before the loss was recorded, or under a protocol whose first
         # task (the held-out images) was another: the cached loss would not be comparable
         if "heldout_recon_loss" not in info or info["heldout"] not in (None, heldout_name(ctx)):
-            backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
+            backbone = discovery.create("backbone", protocol.backbone.name, protocol.backbone.params)
             backbone.load(paths[None])
             info.update(heldout_reconstruction(ctx, backbone))
             atomic_write_json(info_path, info)
@@ -481,18 +482,18 @@ def initial_backbone(protocol: Protocol) -> Any:
     encoder; otherwise from torch's global generator as the caller seeded it (the cell's seed)."""
     init_seed = protocol.pretrain.init_seed
     if init_seed is None:
-        return plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
+        return discovery.create("backbone", protocol.backbone.name, protocol.backbone.params)
     import torch
 
     with torch.random.fork_rng(devices=[]):  # the caller's generator state is left as it was
         torch.manual_seed(init_seed)
-        return plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
+        return discovery.create("backbone", protocol.backbone.name, protocol.backbone.params)
 
 
 def resumable(backbone: Any) -> bool:
     """Whether a backbone (class or instance) implements the contract's optional resumable
     pre-training: ``pretrain`` takes ``resume_dir`` and ``checkpoint_every``."""
-    return "resume_dir" in inspect.signature(backbone.pretrain).parameters
+    return pretrain_takes(backbone, "resume_dir")
 
 
 def _resume_arguments(backbone: Any, resume_dir: Path, protocol: Protocol) -> dict[str, Any]:
@@ -504,11 +505,9 @@ def _resume_arguments(backbone: Any, resume_dir: Path, protocol: Protocol) -> di
 
 
 def _precision_argument(backbone: Any, protocol: Protocol) -> dict[str, Any]:
-    """``precision`` for a backbone whose pretrain takes it; config.check_plugins refused any
-    precision but fp32 for one that does not."""
-    if "precision" not in inspect.signature(backbone.pretrain).parameters:
-        return {}
-    return {"precision": protocol.pretrain.precision}
+    """``precision`` for a backbone whose pretrain takes it; the protocol refused any precision
+    but fp32 for one that does not when it loaded."""
+    return {"precision": protocol.pretrain.precision} if pretrain_takes(backbone, "precision") else {}
 
 
 @contextlib.contextmanager
@@ -596,9 +595,9 @@ def evaluate_task(ctx: RunContext, task_spec: TaskSpec, checkpoint: Path | None,
     if checkpoint is None:  # the freshly initialised encoder (a reference row)
         backbone = initial_backbone(protocol)
     else:
-        backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
+        backbone = discovery.create("backbone", protocol.backbone.name, protocol.backbone.params)
         backbone.load(checkpoint)
-    task = plugins.create("task", task_spec.name, task_spec.params)
+    task = discovery.create("task", task_spec.name, task_spec.params)
     with stage_deadline("evaluate", protocol.execution.timeout("evaluate")):
         fit_stats = task.fit(backbone, train, seed=seed)
         metrics = _checked_metrics(task_spec.name, task.metric, task.evaluate(backbone, test))
@@ -651,7 +650,7 @@ def _row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation | B
     ``facts`` what its selection and pre-training produced, when they ran.
     """
     protocol = ctx.protocol
-    task_cls = plugins.get("task", cell.task.name)
+    task_cls = discovery.get("task", cell.task.name)
     selector = cell.selector
     row = ResultRow(
         key=cell.key, status="ok" if isinstance(outcome, Evaluation) else "failed",
@@ -705,7 +704,7 @@ def _selection_costs(meta: dict[str, Any]) -> dict[str, float]:
 
 
 def _version(kind: str, name: str) -> str:
-    return str(getattr(plugins.get(kind, name), "version", "0"))
+    return str(getattr(discovery.get(kind, name), "version", "0"))
 
 
 def _finish(ctx: RunContext, row: ResultRow) -> ResultRow:
@@ -718,7 +717,7 @@ def _finish(ctx: RunContext, row: ResultRow) -> ResultRow:
     record = row.to_json()
     # each implementation is called on its own: pluggy's hook call would stop at the first
     # one that raises, silencing every observer registered after it
-    hook = plugins.registries().manager.hook.delbench_cell_finished
+    hook = discovery.registries().manager.hook.delbench_cell_finished
     calls = [(f"observer {observer!r}", functools.partial(observer, record)) for observer in ctx.observers]
     calls += [(f"plugin {impl.plugin_name!r}", functools.partial(impl.function, row=record))
               for impl in hook.get_hookimpls()]
@@ -753,9 +752,9 @@ def prepare_work_dir(ctx: RunContext, resume: bool, config_text: str | None) -> 
                            work_dir / ROWS_FILE, ROWS_FILE)
         return
     work_dir.mkdir(parents=True, exist_ok=True)
-    registries = plugins.registries()
+    registries = discovery.registries()
     versions = {kind: {name: registries[kind].describe(name)["version"] for name in registries[kind].names()}
-                for kind in plugins.KINDS}
+                for kind in discovery.KINDS}
     header = {"schema_version": SCHEMA_VERSION, "protocol": protocol.name, "protocol_version": protocol.version,
               "config_sha256": protocol.sha256, "delbench_version": __version__, "plugin_versions": versions,
               "n_pool": len(ctx.pool), "pool_ids_sha256": ctx.pool_ids_sha256,
@@ -819,7 +818,7 @@ def start_run(protocol: Protocol, work_dir: Path, resume: bool, config_text: str
     cache_dir = Path(protocol.runtime.get("cache_dir") or work_dir / "cache")
     if prepare:
         _remove_orphans(work_dir, cache_dir)
-    if protocol.execution.checkpoint_every and not resumable(plugins.get("backbone", protocol.backbone.name)):
+    if protocol.execution.checkpoint_every and not resumable(discovery.get("backbone", protocol.backbone.name)):
         logger.warning("backbone %r cannot resume pre-training (its pretrain takes no resume_dir): a killed "
                        "pre-training restarts from step 0", protocol.backbone.name)
     ctx = RunContext(protocol, work_dir, cache_dir, progress, observers=list(observers or []))

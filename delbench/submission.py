@@ -55,8 +55,9 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from delbench.errors import ConfigError, DelbenchError, SubmissionError, one_line
-from delbench.results import (HEADER_FILE, ROWS_FILE, SUBSETS_FILE, ResultRow, atomic_path, atomic_write_json,
-                              atomic_write_text, dumps, file_sha256, iter_rows, read_header, read_rows, verify_run)
+from delbench.results import (HEADER_FILE, ROWS_FILE, ResultRow, SUBSETS_FILE, iter_rows, read_header, read_rows,
+                              verify_run)
+from delbench.sdk.files import atomic_path, atomic_write_json, atomic_write_text, dumps, file_sha256
 
 #: the layout version of a submission archive
 SUBMISSION_FORMAT = "delbench-submission/1"
@@ -90,7 +91,7 @@ def _sha256(data: bytes) -> str:
 
 
 def _id_lines(ids: Sequence[str]) -> bytes:
-    """Ids as :func:`delbench.subset.ids_sha256` hashes them: each followed by a newline."""
+    """Ids as :func:`delbench.sdk.ids_sha256` hashes them: each followed by a newline."""
     return "".join(f"{item}\n" for item in ids).encode("utf-8")
 
 
@@ -111,12 +112,12 @@ def _environment(header: dict[str, Any]) -> dict[str, Any]:
 
 def _pool_ids(header: dict[str, Any]) -> list[str]:
     """The run's pool ids, re-opened from its protocol; refused when they are not the run's."""
-    from delbench import plugins
-    from delbench.subset import ids_sha256
+    from delbench import discovery
+    from delbench.sdk.subsets import ids_sha256
 
     spec = (header.get("protocol_config") or {}).get("pool") or {}
     try:
-        pool = plugins.create("dataset", spec["name"], spec.get("params", {}), where="pool", split="all")
+        pool = discovery.create("dataset", spec["name"], spec.get("params", {}), where="pool", split="all")
         ids = list(pool.item_ids())
     except (DelbenchError, KeyError) as exc:
         raise SubmissionError(f"cannot list the ids of pool {spec.get('name')!r} for the submission: {exc}") from None
@@ -466,7 +467,7 @@ def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) ->
     Returns the problems and each selection's record (file, sha256, size) by (label, ratio,
     seed): two cells may select the same subset (a selector deterministic in its seed, two
     methods that agree), so a hash alone does not say whose selection a file is."""
-    from delbench.subset import ids_sha256
+    from delbench.sdk.subsets import ids_sha256
 
     problems: list[str] = []
     subsets = directory / "subsets"
@@ -551,9 +552,9 @@ def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) ->
 
 def _check_rows(directory: Path, header: dict[str, Any], protocol: Any, records: dict[tuple, dict]) -> list[str]:
     """The rows against the protocol's planned cells and against their subsets."""
-    from delbench.metrics import normdel
+    from delbench.sdk.metrics import normdel
     from delbench.runner import planned_cells
-    from delbench.subset import subset_size
+    from delbench.sdk.subsets import subset_size
 
     problems: list[str] = []
     by_key: dict[str, list[ResultRow]] = defaultdict(list)

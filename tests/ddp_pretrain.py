@@ -41,7 +41,7 @@ def main() -> None:
 
         timm_mae.TimmMAE._data_parallel = keep_alive
     tensors = ddp_case.run()
-    from delbench.distributed import world_from_env
+    from delbench.sdk.distributed import world_from_env
 
     if world_from_env().is_main:
         from safetensors.torch import save_file

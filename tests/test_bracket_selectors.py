@@ -9,7 +9,7 @@ import pytest
 
 import delbench
 from delbench.errors import SelectionError
-from delbench.subset import run_selector
+from delbench.run.select import run_selector
 from delbench.testing import InMemoryDataset
 
 from delbench_plugins.datasets.synthetic import SyntheticEndoscopy

@@ -138,7 +138,7 @@ def test_select_writes_indices_and_prints_hash(tmp_path, capsys):
     assert code == 0
     indices = np.load(out)
     assert indices.dtype == np.int64 and indices.size == 10 and (np.diff(indices) > 0).all()
-    from delbench.subset import subset_sha256
+    from delbench.sdk.subsets import subset_sha256
     assert subset_sha256(indices) in capsys.readouterr().out
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import delbench
-from delbench import plugins
+from delbench import discovery
 from delbench.testing import (TinyBackbone, backbone_checks, check_backbone, dataset_checks, task_checks)
 from fixtures_layouts import POOL_LAYOUTS, SEGMENTATION_LAYOUTS, STEMS, make_pairs
 
@@ -39,12 +39,12 @@ def _dataset_params(name: str, folder: Path) -> dict | None:
 
 
 def _builtin(kind: str) -> list[str]:
-    registry = plugins.registries()[kind]
+    registry = discovery.registries()[kind]
     return [name for name in registry.names() if registry.source(name).startswith("delbench_plugins.")]
 
 
 def _cases(kind: str, checks) -> list[tuple[str, str]]:
-    return [(name, check_name) for name in plugins.names(kind) for check_name, _ in checks(plugins.get(kind, name))]
+    return [(name, check_name) for name in discovery.names(kind) for check_name, _ in checks(discovery.get(kind, name))]
 
 
 @pytest.fixture(scope="module")

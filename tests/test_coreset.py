@@ -10,7 +10,7 @@ import pytest
 import delbench
 from delbench.errors import ConfigError
 from delbench.testing import InMemoryDataset
-from delbench.subset import largest_remainder
+from delbench.sdk.selection import largest_remainder
 from delbench_plugins.selectors.coreset import (
     farthest_first_order,
     knn_graph,

@@ -10,7 +10,7 @@ from PIL import Image
 import delbench
 from delbench.datacheck import DataCheckReport, check_dataset, mask_value_problem
 from delbench.errors import DatasetError
-from delbench.interfaces import Dataset
+from delbench.sdk.contracts import Dataset
 from delbench_plugins.datasets.endoscopy_segmentation import CVC300, KvasirInstrument, KvasirSEG
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from delbench.distributed import World, sample_noise, world_from_env
+from delbench.sdk.distributed import World, sample_noise, world_from_env
 from delbench.errors import ConfigError
 
 HERE = Path(__file__).parent

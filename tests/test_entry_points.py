@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,7 @@ class FirstItems:
 
     def select(self, pool, ratio, *, seed, embeddings=None, **params):
         import numpy as np
-        from delbench.subset import subset_size
+        from delbench.subset import subset_size  # the layout before delbench.sdk: a deprecated alias
         return np.arange(subset_size(len(pool), ratio), dtype=np.int64)
 
 
@@ -48,13 +47,13 @@ def delbench_register_selectors():
 
 BROKEN_PLUGIN = "raise ImportError('this plugin is broken on purpose')\n"
 
-# Written only against delbench.interfaces (no delbench_plugins import): the issue's
-# "done when" for a third-party selector and a third-party backbone.
+# Written only against delbench.sdk (no other delbench module, no delbench_plugins import), as
+# the plugin guide says: a template selector, a selector that implements select itself while
+# subclassing Selector, and a backbone.
 TEMPLATE_SELECTOR_PLUGIN = '''\
 import numpy as np
 
-from delbench import hookimpl
-from delbench.interfaces import Selector
+from delbench.sdk import Selector, hookimpl
 
 
 class FarthestFromMean(Selector):
@@ -77,14 +76,45 @@ def delbench_register_selectors():
     return [FarthestFromMean]
 '''
 
+SELECT_ONLY_PLUGIN = '''\
+import numpy as np
+
+from delbench.sdk import ConfigError, Selection, Selector, check_int, hookimpl, subset_size
+
+
+class LastItems(Selector):
+    """Keeps every ``stride``-th item counted from the end: implements select itself (no choose),
+    while subclassing Selector for its attributes and defaults."""
+
+    name = "last_items"
+    version = "0.1"
+    description = "every stride-th item from the end (third-party example implementing select)"
+    deterministic_in_seed = True
+
+    @classmethod
+    def check_params(cls, params):
+        check_int(params, "stride", 1)
+
+    def select(self, pool, ratio, *, seed, embeddings=None, stride: int = 1):
+        k = subset_size(len(pool), ratio)
+        if stride * k > len(pool):
+            raise ConfigError(f"stride {stride} leaves fewer than {k} items")
+        chosen = np.arange(len(pool) - 1, -1, -stride)[:k]
+        return Selection(np.sort(chosen).astype(np.int64), {"stride": stride})
+
+
+@hookimpl
+def delbench_register_selectors():
+    return [LastItems]
+'''
+
 BACKBONE_PLUGIN = '''\
 import os
 import tempfile
 
 import numpy as np
 
-from delbench import hookimpl
-from delbench.interfaces import Backbone
+from delbench.sdk import Backbone, hookimpl
 
 
 class LinearPatchAutoencoder(Backbone):
@@ -215,6 +245,7 @@ def site(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("thirdparty")
     _install(tmp_path, "delbench_first_items", GOOD_PLUGIN)
     _install(tmp_path, "delbench_farthest_from_mean", TEMPLATE_SELECTOR_PLUGIN)
+    _install(tmp_path, "delbench_last_items", SELECT_ONLY_PLUGIN)
     _install(tmp_path, "delbench_linear_patch_autoencoder", BACKBONE_PLUGIN)
     return _install(tmp_path, "delbench_broken_plugin", BROKEN_PLUGIN)
 
@@ -250,6 +281,41 @@ def test_third_party_selector_passes_the_contract_checker(site, monkeypatch):
     check_selector(FirstItems)
 
 
+def test_a_selector_that_subclasses_selector_and_implements_select_works(site, monkeypatch, tmp_path):
+    """The plugin guide's second way: subclass Selector, write select itself (no choose). It is
+    built, listed, passes the checker, takes its parameters from select, and selects through
+    its entry point in a fresh process."""
+    monkeypatch.syspath_prepend(str(site))
+    from delbench.sdk.params import parameter_space
+    from delbench.testing import check_selector
+    from delbench_last_items import LastItems
+
+    check_selector(LastItems)
+    assert parameter_space("selector", LastItems).names == ("stride",)
+    listed = _delbench(site, "list", "selectors", "--format", "json")
+    assert "last_items" in {e["name"] for e in json.loads(listed.stdout)}, listed.stderr
+    out = tmp_path / "subset.npy"
+    result = _delbench(site, "select", "--dataset", "synthetic_endoscopy", "--selector", "last_items", "--ratio",
+                       "0.1", "--dataset-param", "num_frames=40", "image_size=16", "--set", "stride=2",
+                       "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    import numpy as np
+    assert np.load(out).tolist() == [33, 35, 37, 39]
+    bad = _delbench(site, "select", "--dataset", "synthetic_endoscopy", "--selector", "last_items", "--ratio",
+                    "0.1", "--dataset-param", "num_frames=40", "--set", "strides=2", "--out", str(out))
+    assert bad.returncode == 1 and "unknown parameter 'strides' (did you mean 'stride'?)" in bad.stderr
+
+
+def test_a_selector_class_with_neither_choose_nor_select_cannot_be_built():
+    from delbench.sdk import Selector
+
+    class Nothing(Selector):
+        name = "nothing"
+
+    with pytest.raises(TypeError, match="neither choose .* nor select"):
+        Nothing()
+
+
 def test_third_party_selector_and_backbone_pass_the_contract_checkers(site, monkeypatch):
     monkeypatch.syspath_prepend(str(site))
     from delbench.testing import check_backbone, check_selector
@@ -258,7 +324,9 @@ def test_third_party_selector_and_backbone_pass_the_contract_checkers(site, monk
 
     check_selector(FarthestFromMean)
     check_backbone(LinearPatchAutoencoder, params={"image_size": 32})
-    assert "delbench_plugins" not in (Path(site) / "delbench_linear_patch_autoencoder.py").read_text()
+    for module in ("delbench_farthest_from_mean", "delbench_last_items", "delbench_linear_patch_autoencoder"):
+        source = (Path(site) / f"{module}.py").read_text()
+        assert "delbench_plugins" not in source and "from delbench." not in source.replace("from delbench.sdk ", "")
 
 
 @pytest.mark.slow  # a whole tiny run in a fresh process: ~20 s on a busy 2-core machine
@@ -269,12 +337,13 @@ def test_third_party_selector_and_backbone_run_through_delbench_run(site, tmp_pa
         f"_base_ = [{str(tiny)!r}]\n"
         "backbone = dict(_delete_=True, name='linear_patch_autoencoder', params=dict(image_size=32))\n"
         "selectors = [dict(name='full', ratios=[1.0]),\n"
-        "             dict(name='farthest_from_mean', ratios=[0.1], params=dict(power=1.0))]\n")
+        "             dict(name='farthest_from_mean', ratios=[0.1], params=dict(power=1.0)),\n"
+        "             dict(name='last_items', ratios=[0.1], params=dict(stride=2))]\n")
     work = tmp_path / "run"
     result = _delbench(site, "run", str(protocol), "--work-dir", str(work), "--no-progress", "--quiet")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = [json.loads(line) for line in (work / "results.jsonl").read_text().splitlines()]
-    assert {row["selector"] for row in rows} == {"full", "farthest_from_mean[power=1.0]"}
+    assert {row["selector"] for row in rows} == {"full", "farthest_from_mean[power=1.0]", "last_items[stride=2]"}
     assert all(row["status"] == "ok" and row["backbone"] == "linear_patch_autoencoder" for row in rows)
     assert {row["selector_version"] for row in rows if row["selector_name"] == "farthest_from_mean"} == {"0.2"}
     assert _delbench(site, "verify", str(work)).returncode == 0

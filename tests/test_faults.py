@@ -18,8 +18,8 @@ import pytest
 from delbench import hookimpl
 from delbench.cli import main
 from delbench.errors import LockError, WriteError
-from delbench.results import (LOCK_FILE, ROWS_FILE, ResultRow, WorkDirLock, append_row, atomic_save_npy,
-                              atomic_write_text, read_rows, remove_orphan_temporaries, temp_path)
+from delbench.results import LOCK_FILE, ROWS_FILE, ResultRow, WorkDirLock, append_row, read_rows
+from delbench.sdk.files import atomic_save_npy, atomic_write_text, remove_orphan_temporaries, temp_path
 
 TINY = str(Path(__file__).parent / "configs" / "tiny.py")
 RANDOM_ONLY = "selectors=[{'name':'random','ratios':[0.1]}]"
@@ -516,7 +516,7 @@ def test_skip_unreadable_skips_a_mask_that_data_check_flags(tmp_path):
     """Before: a mask with values {0, 128, 255} was flagged by data check but trained on."""
     from PIL import Image
 
-    from delbench import plugins
+    from delbench import discovery
 
     for folder in ("images", "masks"):
         (tmp_path / folder).mkdir()
@@ -527,7 +527,7 @@ def test_skip_unreadable_skips_a_mask_that_data_check_flags(tmp_path):
         if i == 2:
             mask[:4] = 128
         Image.fromarray(mask).save(tmp_path / "masks" / f"{i}.png")
-    dataset = plugins.create("dataset", "image_folder", {"root": str(tmp_path), "images": "images", "masks": "masks",
+    dataset = discovery.create("dataset", "image_folder", {"root": str(tmp_path), "images": "images", "masks": "masks",
                                                          "skip_unreadable": True}, where="test", split="all")
     assert dataset.item_ids() == ["images/0.png", "images/1.png", "images/3.png"]
     assert dataset.skipped == [(str(tmp_path / "masks" / "2.png"), "mask values {0, 128, 255} are not binary "

@@ -4,7 +4,7 @@ import pytest
 
 import delbench
 from delbench.errors import ConfigError
-from delbench.params import check_plugin_params
+from delbench.sdk.params import check_plugin_params
 from delbench.testing import InMemoryDataset
 from delbench_plugins.lib.clustering import (HIERARCHICAL_MIN_CLUSTERS, cluster, hierarchical_kmeans, kmeans,
                                              proportional_counts, resolve_kmeans_method)

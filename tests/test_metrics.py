@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from delbench.errors import ConfigError
-from delbench.metrics import confidence_interval, confusion_matrix, del_score, dice, mean_iou, mean_std, normdel
+from delbench.sdk.metrics import confusion_matrix, del_score, dice, mean_iou, normdel
+from delbench.stats import mean_interval, mean_std
 
 
 @pytest.mark.parametrize("score, ratio, alpha, expected_del, expected_norm", [
@@ -53,13 +54,13 @@ def test_mean_std_and_interval():
     mean, std, n = mean_std([0.5, 0.7, float("nan")])
     assert (mean, n) == (pytest.approx(0.6), 2)
     assert std == pytest.approx(math.sqrt(0.02))
-    low, high = confidence_interval([0.5, 0.7])
+    _, low, high, _ = mean_interval([0.5, 0.7])
     assert low < 0.6 < high
-    assert all(math.isnan(v) for v in confidence_interval([0.5]))
+    assert all(math.isnan(v) for v in mean_interval([0.5])[1:3])
 
 
 def test_scene_nn_agreement_counts_nearest_neighbours_of_the_same_scene():
-    from delbench.metrics import scene_nn_agreement
+    from delbench.sdk.metrics import scene_nn_agreement
     # two tight pairs in scenes 0 and 1, and a fifth item (scene 0) whose nearest neighbour is
     # item 3 of scene 1 (cosine 0.916, item 2: 0.894, item 1: 0.49): 4 of 5 agree
     embeddings = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.05, 1.0], [0.5, 1.0]])

@@ -14,8 +14,9 @@ import delbench
 from delbench.cli import main
 from delbench.errors import ConfigError, SelectionError
 from delbench.results import read_rows, verify_run
-from delbench.subset import (DerivedImages, load_derived, pixel_sha256, read_png, run_selector, subset_size,
-                             verify_derived)
+from delbench.run.select import run_selector
+from delbench.sdk.derived import DerivedImages, load_derived, pixel_sha256, read_png, verify_derived
+from delbench.sdk.subsets import subset_size
 from delbench.testing import FakeBackbone, InMemoryDataset
 from delbench_plugins.lib import region_proposals
 from delbench_plugins.lib.region_proposals import ClassicalProposer, finalise_boxes, grow_box, sam_model_type

@@ -16,7 +16,7 @@ import pytest
 
 from delbench.cli import main
 from delbench.config import load_protocol
-from delbench.subset import subset_size
+from delbench.sdk.subsets import subset_size
 from delbench_plugins.lib.discovery import root_env_var
 from delbench_plugins.datasets.endoscopy_pools import DataDEL
 from fixtures_layouts import POOL_LAYOUTS, SEGMENTATION_LAYOUTS, STEMS

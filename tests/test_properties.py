@@ -15,10 +15,12 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from delbench import plugins
+from delbench import discovery
 from delbench.errors import DatasetError, DelbenchError, SelectionError
-from delbench.imaging import decode_check, mask_value_problem, read_image, read_mask
-from delbench.subset import read_embeddings, run_selector, subset_size
+from delbench.sdk.imaging import decode_check, mask_value_problem, read_image, read_mask
+from delbench.embed import read_embeddings
+from delbench.run.select import run_selector
+from delbench.sdk.subsets import subset_size
 from delbench.testing import make_contract_pool
 from delbench.testing.fixtures import FakeBackbone, PoolView
 
@@ -69,8 +71,8 @@ def _embeddings(kind: str, rows: np.ndarray, base: np.ndarray, fill: float) -> n
 
 #: index selectors; a generative one (``produces_derived``, e.g. optidel) writes images from a
 #: scoring model and has its own degenerate-pool tests (tests/test_optidel.py)
-SELECTORS = sorted(name for name in plugins.registries()["selector"].names()
-                   if not getattr(plugins.get("selector", name), "produces_derived", False))
+SELECTORS = sorted(name for name in discovery.registries()["selector"].names()
+                   if not getattr(discovery.get("selector", name), "produces_derived", False))
 
 
 @pytest.mark.parametrize("name", SELECTORS)
@@ -83,7 +85,7 @@ SELECTORS = sorted(name for name in plugins.registries()["selector"].names()
 @example(rows=[7, 7], ratio=0.5, seed=1, kind="duplicate", fill=0.0)
 @example(rows=[3, 90], ratio=0.5, seed=2, kind="zero", fill=0.0)
 def test_every_selector_returns_a_valid_subset_or_one_delbench_error(name, rows, ratio, seed, kind, fill):
-    cls = plugins.get("selector", name)
+    cls = discovery.get("selector", name)
     if cls.fixed_ratio is not None:
         ratio = cls.fixed_ratio
     base_pool, base_embeddings = make_contract_pool()

@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from delbench import hookspecs
+from delbench.sdk import hookspecs
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

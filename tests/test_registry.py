@@ -1,7 +1,7 @@
 import pytest
 
 import delbench
-from delbench import hookimpl, plugins
+from delbench import hookimpl, discovery
 from delbench.errors import RegistryError
 from delbench.registry import Registry
 
@@ -61,7 +61,7 @@ class ThrowAwayPlugin:
 def test_throwaway_plugin_is_registered_then_removed(register_plugin):
     register_plugin(ThrowAwayPlugin(), "throwaway")
     assert delbench.get_selector("throwaway_selector") is ThrowAwaySelector
-    assert plugins.registries()["selector"].source("throwaway_selector") == "throwaway"
+    assert discovery.registries()["selector"].source("throwaway_selector") == "throwaway"
 
 
 def test_throwaway_plugin_is_gone_after_the_test():
@@ -90,17 +90,17 @@ def test_every_builtin_kind_is_populated():
 
 def test_autoload_can_be_disabled(monkeypatch):
     calls = []
-    monkeypatch.setattr(plugins, "entry_points", lambda group: calls.append(group) or [])
-    monkeypatch.setenv(plugins.AUTOLOAD_ENV, "1")
-    plugins.create_plugin_manager()
+    monkeypatch.setattr(discovery, "entry_points", lambda group: calls.append(group) or [])
+    monkeypatch.setenv(discovery.AUTOLOAD_ENV, "1")
+    discovery.create_plugin_manager()
     assert calls == []
-    monkeypatch.delenv(plugins.AUTOLOAD_ENV)
-    plugins.create_plugin_manager()
+    monkeypatch.delenv(discovery.AUTOLOAD_ENV)
+    discovery.create_plugin_manager()
     assert calls == ["delbench"]
 
 
 def test_block_list_skips_builtins(monkeypatch):
-    monkeypatch.setenv(plugins.BLOCK_ENV, "delbench_plugins.datasets.synthetic")
-    manager, _ = plugins.create_plugin_manager(autoload=False)
+    monkeypatch.setenv(discovery.BLOCK_ENV, "delbench_plugins.datasets.synthetic")
+    manager, _ = discovery.create_plugin_manager(autoload=False)
     assert not manager.has_plugin("delbench_plugins.datasets.synthetic")
-    assert "synthetic_endoscopy" not in plugins.build_registries(manager)["dataset"]
+    assert "synthetic_endoscopy" not in discovery.build_registries(manager)["dataset"]

@@ -92,7 +92,7 @@ class MeanColourBackbone(FakeBackbone):
         return pooled.flatten(2).transpose(1, 2)
 
 
-class TwoColourSet(delbench.interfaces.Dataset):
+class TwoColourSet(delbench.sdk.Dataset):
     """16 × 16 images: a red square (class 1) on a blue background (class 0), placed on the
     4-pixel grid, so every patch token is pure red or pure blue."""
 

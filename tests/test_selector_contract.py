@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import delbench
-from delbench.subset import subset_size
+from delbench.sdk.subsets import subset_size
 from delbench.testing import check_selector, selector_checks
 
 CASES = [(name, check_name)
@@ -118,7 +118,7 @@ def test_checker_uses_a_callers_pool_and_embeddings():
         requires_embeddings = True
 
         def select(self, pool, ratio, *, seed, embeddings=None):
-            delbench.subset.check_embeddings(embeddings, len(pool))
+            delbench.sdk.check_embeddings(embeddings, len(pool))
             seen.append(len(pool))
             return super().select(pool, ratio, seed=seed)
 

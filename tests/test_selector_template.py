@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from delbench.errors import ConfigError, SelectionError
-from delbench.interfaces import Selector
-from delbench.subset import ids_sha256, run_selector, subset_sha256
+from delbench.sdk.contracts import Selector
+from delbench.run.select import run_selector
+from delbench.sdk.subsets import ids_sha256, subset_sha256
 from delbench.testing import InMemoryDataset, check_selector
 
 
@@ -84,7 +85,7 @@ class DuckTyped:
     name = "duck"
 
     def select(self, pool, ratio, *, seed, embeddings=None, **params):
-        from delbench.subset import subset_size
+        from delbench.sdk.subsets import subset_size
 
         return np.random.default_rng(seed).permutation(len(pool))[:subset_size(len(pool), ratio)].astype(np.int64)
 

@@ -425,7 +425,7 @@ def test_compare_catches_a_changed_subset_and_a_metric_outside_tolerance(run, tm
 def test_only_a_rerun_catches_a_consistently_forged_metric(copy, capsys):
     """A metric raised together with the NormDEL it implies passes every recomputation; re-running
     the cell here shows the forgery (on one CPU the cell reruns bitwise)."""
-    from delbench.metrics import normdel
+    from delbench.sdk.metrics import normdel
 
     rows = _rows(copy)
     forged = next(r for r in rows if r["selector"] == "random")

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from delbench import plugins
+from delbench import discovery as plugins
 from delbench.cli import _key_values  # the CLI's own KEY=VALUE parsing
 from delbench.config import load_protocol
 from delbench.runner import seed_everything

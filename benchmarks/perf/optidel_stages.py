@@ -63,7 +63,7 @@ def main() -> None:
         crop = patches[0][size // 4: size // 2, size // 4: size // 2]
         report("scoring/crop+resize", timed(lambda: resize(crop, size, size), 50), "patch", size=size)
     with tempfile.TemporaryDirectory() as directory:
-        from delbench.subset import DerivedSource, write_derived_image
+        from delbench.sdk.derived import DerivedSource, write_derived_image
 
         for size in (64, 224):
             canvas = SyntheticEndoscopy(num_frames=1, image_size=size).load_images(np.arange(1))[0]

@@ -167,7 +167,7 @@ def _current_rss_mib() -> float:
 def run_selector(name: str, embeddings_path: str, ratio: float, seed: int, image_size: int,
                  cluster_size: int | None = None, kmeans: str | None = None) -> dict[str, Any]:
     import delbench
-    from delbench.subset import run_selector as run
+    from delbench.run.select import run_selector as run
     from delbench.testing import FakeBackbone
 
     cls = delbench.get_selector(name)
@@ -206,7 +206,7 @@ def run_reference(name: str, embeddings_path: str, ratio: float, seed: int, imag
                   cluster_size: int | None = None, kmeans: str | None = None) -> dict[str, Any]:
     if kmeans not in (None, "flat"):
         raise SystemExit("the plain-numpy reference clusters with flat k-means only (use --no-reference)")
-    from delbench.subset import subset_sha256, subset_size
+    from delbench.sdk.subsets import subset_sha256, subset_size
     from delbench_plugins.lib.clustering import default_n_clusters, kmeans
     started = time.perf_counter()
     raw = np.load(embeddings_path).astype(np.float32)  # the whole pool in memory

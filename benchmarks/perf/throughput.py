@@ -43,7 +43,7 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     from delbench import get_backbone, get_dataset
-    from delbench.distributed import world_from_env
+    from delbench.sdk.distributed import world_from_env
 
     torch.set_num_threads(1)
     world = world_from_env()

@@ -14,7 +14,7 @@ or parametrises over the individual checks, so each shows up as its own test::
     def test_contract(check_name, check):
         check()
 
-Each ``check_<kind>`` runs every check of one contract of :mod:`delbench.interfaces` and
+Each ``check_<kind>`` runs every check of one contract of :mod:`delbench.sdk.contracts` and
 raises ``AssertionError`` naming the first that fails (``"<check> failed for selector
 'name': …"``); ``<kind>_checks`` yields them one by one. What each checks, and what it
 feeds the plugin, is in its module: :mod:`delbench.testing.selectors`,

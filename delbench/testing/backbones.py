@@ -1,4 +1,4 @@
-"""The backbone contract checker (:class:`delbench.interfaces.Backbone`).
+"""The backbone contract checker (:class:`delbench.sdk.Backbone`).
 
 ::
 

@@ -1,4 +1,4 @@
-"""The dataset contract checker (:class:`delbench.interfaces.Dataset`).
+"""The dataset contract checker (:class:`delbench.sdk.Dataset`).
 
 ::
 
@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from delbench.params import parameter_space
+from delbench.sdk.params import parameter_space
 from delbench.testing.checks import named_check
 
 TASK_ROLES = ("segmentation", "classification")
@@ -172,7 +172,7 @@ def check_image_size(h: _DatasetHarness) -> None:
 
 
 def check_split_record(h: _DatasetHarness) -> None:
-    from delbench.results import dumps
+    from delbench.sdk.files import dumps
 
     for split, dataset in h.built.items():
         record = dataset.split_record()

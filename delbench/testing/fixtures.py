@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from delbench.interfaces import Backbone, Dataset
+from delbench.sdk.contracts import Backbone, Dataset
 
 
 class InMemoryDataset(Dataset):
@@ -178,7 +178,7 @@ class TinyBackbone(Backbone):
     """A backbone small enough to train in a test: a strided convolution cuts the image into
     ``patch_size`` patches (tokens of width ``embed_dim``), a linear decoder predicts each
     masked patch's pixels from its token. What :func:`delbench.testing.check_task` trains
-    heads on; it implements every member of :class:`delbench.interfaces.Backbone`.
+    heads on; it implements every member of :class:`delbench.sdk.Backbone`.
     """
 
     name = "tiny_backbone"

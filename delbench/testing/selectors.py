@@ -2,7 +2,7 @@
 :mod:`delbench.testing`).
 
 The selector may be any class with ``name`` and ``select(pool, ratio, *, seed, embeddings=None,
-**params)``; the optional class attributes of :class:`delbench.interfaces.Selector` are read
+**params)``; the optional class attributes of :class:`delbench.sdk.Selector` are read
 with their defaults (``requires_embeddings``, ``requires_backbone``, ``fixed_ratio``,
 ``deterministic_in_seed``). It is constructed with no arguments.
 
@@ -44,7 +44,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from delbench.errors import DelbenchError, SelectionError
-from delbench.subset import Subset, call_selector, run_selector, subset_size
+from delbench.run.select import call_selector, run_selector
+from delbench.sdk.subsets import Subset, subset_size
 from delbench.testing.checks import named_check
 from delbench.testing.fixtures import FakeBackbone, PoolView, clustered_embeddings, make_contract_pool
 
@@ -249,7 +250,7 @@ def check_embedding_shapes(h: _Harness) -> None:
 def check_work_changes_nothing(h: _Harness) -> None:
     if not h.resumable_work:
         return
-    from delbench.shards import SelectionWork
+    from delbench.sdk.shards import SelectionWork
 
     with tempfile.TemporaryDirectory(prefix="delbench-check-work-") as root:
         work = SelectionWork(Path(root), clusters_per_shard=2, n_jobs=1)

@@ -1,4 +1,4 @@
-"""The task contract checker (:class:`delbench.interfaces.Task`).
+"""The task contract checker (:class:`delbench.sdk.Task`).
 
 ::
 
@@ -67,7 +67,7 @@ def check_attributes(h: _TaskHarness) -> None:
 
 
 def check_fit_and_evaluate(h: _TaskHarness) -> None:
-    from delbench.results import dumps
+    from delbench.sdk.files import dumps
 
     task, stats, metrics = h.first
     assert isinstance(stats, dict), f"fit must return a dict of statistics, got {type(stats).__name__}"

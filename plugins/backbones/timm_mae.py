@@ -21,12 +21,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.distributed import World, device_for, process_group, sample_noise, world_from_env
-from delbench.errors import ConfigError, DelbenchError, one_line
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Backbone, Dataset
-from delbench.params import (check_bool, check_choice, check_int, check_known_keys, check_number, check_path,
-                             is_number)
+from delbench.sdk import (Backbone, ConfigError, Dataset, DelbenchError, TrainingState, World, atomic_path, check_bool,
+                          check_choice, check_int, check_known_keys, check_number, check_path, check_precision,
+                          device_for, hookimpl, indices_digest, is_number, load_optimizer, load_state, one_line,
+                          optimizer_tensors, process_group, sample_noise, save_state, world_from_env)
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +102,7 @@ def _build_mae(model: str, image_size: int, patch_size: int | None, decoder_dim:
                 tokens = tokens + enc.pos_embed[:, self.prefix:]
             b, n, d = tokens.shape
             keep = max(1, int(round(n * (1 - mask_ratio))))
-            if noise is None:  # else the caller's per-sample noise (pre-training: delbench.distributed)
+            if noise is None:  # else the caller's per-sample noise (pre-training: delbench.sdk.distributed)
                 noise = torch.rand(b, n, generator=generator, device=tokens.device)
             order = torch.argsort(noise, dim=1)
             visible = order[:, :keep]
@@ -347,9 +345,6 @@ class TimmMAE(Backbone):
             losses = [self.mae(x, self.mask_ratio, generator, self.norm_pix_loss) for _ in range(repeats)]
         return torch.stack(losses).mean(0).cpu().numpy().astype(np.float32)
 
-    #: ``precision`` values of :meth:`pretrain`: fp32, or bf16 autocast (CUDA only)
-    precision_choices = ("fp32", "bf16")
-
     def fingerprint(self) -> str:
         """sha256 over every tensor of the MAE (encoder and decoder: both shape the
         reconstruction loss), with the loss settings, in state-dict order."""
@@ -374,7 +369,7 @@ class TimmMAE(Backbone):
         and endoscopy frames have no canonical left/right). ``on_step(step, loss)`` is called
         after every step (checkpoints at intermediate epochs hook in here).
 
-        Data-parallel under ``torchrun`` (:mod:`delbench.distributed`): ``batch_size`` is the
+        Data-parallel under ``torchrun`` (:mod:`delbench.sdk.distributed`): ``batch_size`` is the
         global batch; each of the ``WORLD_SIZE`` processes trains on its slice of every
         global batch, DDP averages the gradients, and the masks and flips of a sample are a
         function of (``seed``, its position in the run's sequence of global batches), so any
@@ -385,7 +380,7 @@ class TimmMAE(Backbone):
         Resumable: with ``resume_dir``, the state after every ``checkpoint_every``-th step
         (model, AdamW moments, the step — the cosine schedule is a function of it —, the
         data order and cursor, the numpy and torch RNG states, the loss history) is saved
-        there (:mod:`delbench.training_state`), and a pre-training that finds a state of the
+        there (:mod:`delbench.sdk.training_state`), and a pre-training that finds a state of the
         same run there continues from it. Every random draw (data order, flips, MAE masks,
         drop-path) comes from that saved state or from the step, so on CPU with
         deterministic algorithms a resumed run ends bitwise equal to an uninterrupted one.
@@ -395,17 +390,10 @@ class TimmMAE(Backbone):
         import torch
         from tqdm.auto import tqdm
 
-        from delbench.training_state import (TrainingState, indices_digest, load_optimizer, load_state,
-                                             optimizer_tensors, save_state)
-
         indices = np.asarray(indices, dtype=np.int64)
         if indices.size == 0:
             raise DelbenchError("cannot pre-train on an empty subset")
-        if precision not in self.precision_choices:
-            raise ConfigError(f"precision must be one of {self.precision_choices}, got {precision!r}")
-        if precision == "bf16" and self.device.type != "cuda":
-            raise ConfigError(f"precision='bf16' needs a CUDA device (autocast on {self.device.type} is not "
-                              f"the protocol's mixed precision); set the backbone's device to 'cuda' or use 'fp32'")
+        check_precision(precision, self.device.type)
         world = world_from_env()
         mine = world.batch_slice(batch_size)  # refuses a global batch that does not divide
         torch.manual_seed(seed)
@@ -517,8 +505,6 @@ class TimmMAE(Backbone):
     # --- checkpoints (tensors only) --------------------------------------------------------
     def save(self, path: str | Path) -> None:
         from safetensors.torch import save_file
-
-        from delbench.results import atomic_path
 
         if not world_from_env().is_main:  # under torchrun every rank holds the same weights; one writes
             return

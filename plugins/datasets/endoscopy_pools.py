@@ -16,9 +16,8 @@ import re
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
-from delbench.errors import ConfigError, DatasetError
-from delbench.hookspecs import hookimpl
-from delbench.params import check_bool, check_choice, check_int, check_path, check_subset
+from delbench.sdk import (ConfigError, DatasetError, check_bool, check_choice, check_int, check_path, check_subset,
+                          hookimpl)
 
 from delbench_plugins.lib.discovery import (Discovery, FileItem, class_folder_items, labelled_items, list_images,
                                             relative_id, resolve_root)

@@ -15,9 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
-from delbench.errors import ConfigError, DatasetError
-from delbench.hookspecs import hookimpl
-from delbench.params import check_choice, check_subset
+from delbench.sdk import ConfigError, DatasetError, check_choice, check_subset, hookimpl
 
 from delbench_plugins.lib.discovery import Discovery, FileItem
 from delbench_plugins.lib.folder_dataset import PairedFolderDataset

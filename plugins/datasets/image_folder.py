@@ -17,9 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
-from delbench.errors import ConfigError, DatasetError
-from delbench.hookspecs import hookimpl
-from delbench.params import check_bool, check_path
+from delbench.sdk import ConfigError, DatasetError, check_bool, check_path, hookimpl
 
 from delbench_plugins.lib.discovery import Discovery, FileItem, class_folder_items, labelled_items, list_images, relative_id
 from delbench_plugins.lib.folder_dataset import FolderDataset

@@ -19,9 +19,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset
-from delbench.params import check_int, check_number, check_split
+from delbench.sdk import Dataset, check_int, check_number, check_split, hookimpl
 
 KINDS = ("core", "near_duplicate", "invalid")
 

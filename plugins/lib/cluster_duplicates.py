@@ -33,10 +33,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import SelectionError
-from delbench.interfaces import Selector
-from delbench.params import check_bool, check_choice, check_int
-from delbench.shards import SelectionWork, ShardFiles, array_digest, embeddings_fingerprint, run_shards
+from delbench.sdk import (SelectionError, SelectionWork, Selector, ShardFiles, array_digest, check_bool, check_choice,
+                          check_int, embeddings_fingerprint, run_shards)
 from delbench_plugins.lib.clustering import (
     KEEP_CHOICES,
     KMeansResult,
@@ -113,7 +111,7 @@ def duplicate_scores(embeddings: Any, clustering: KMeansResult, *, eligible: np.
 
     With ``work`` the clusters are scored in fixed shards of ``work.clusters_per_shard``
     consecutive cluster numbers, one file per shard, shared with the other processes of
-    ``work.world`` and kept for a re-run (:func:`delbench.shards.run_shards`, ``claim=True``);
+    ``work.world`` and kept for a re-run (:func:`delbench.sdk.shards.run_shards`, ``claim=True``);
     the scores are the same bits as without it (each cluster is scored by the same function
     on the same rows, on one BLAS thread either way).
     """
@@ -191,7 +189,7 @@ class ClusteringSelector(Selector):
 
     requires_embeddings = True
     #: keeps its clustering and per-cluster scores in the harness' ``work`` (resumable,
-    #: sharded by cluster over processes: :class:`delbench.shards.SelectionWork`)
+    #: sharded by cluster over processes: :class:`delbench.sdk.shards.SelectionWork`)
     resumable_work = True
 
     @classmethod

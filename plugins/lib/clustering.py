@@ -32,9 +32,7 @@ from typing import Any, Callable, Iterable, Literal, Mapping, TypeVar
 
 import numpy as np
 
-from delbench.errors import ConfigError, SelectionError
-from delbench.params import check_choice, check_int
-from delbench.subset import check_positive_int
+from delbench.sdk import ConfigError, SelectionError, check_choice, check_int, check_positive_int
 
 #: training points drawn per centroid when ``sample_size`` is not given (faiss: 39 … 256)
 SAMPLE_PER_CLUSTER = 64

@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from delbench.errors import DatasetError
-from delbench.imaging import IMAGE_SUFFIXES
+from delbench.sdk import DatasetError, IMAGE_SUFFIXES
 
 Problem = tuple[str, str]  # (path, message)
 
@@ -53,7 +52,7 @@ def is_image_file(path: Path) -> bool:
 
 
 def list_images(folder: Path, *, recursive: bool = False) -> list[Path]:
-    """Image files in ``folder`` (suffixes of :data:`delbench.imaging.IMAGE_SUFFIXES`, any case),
+    """Image files in ``folder`` (suffixes of :data:`delbench.sdk.IMAGE_SUFFIXES`, any case),
     sorted by path; hidden files and other suffixes (``.txt``, ``.json``) are ignored."""
     if not recursive:
         return sorted(p for p in folder.iterdir() if p.is_file() and is_image_file(p))

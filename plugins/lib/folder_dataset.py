@@ -40,10 +40,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from delbench.errors import ConfigError, DatasetError, DelbenchError
-from delbench.imaging import item_decode_problems, mask_content_problems, read_image
-from delbench.interfaces import Dataset
-from delbench.params import check_bool, check_int, check_number, check_path, check_split
+from delbench.sdk import (ConfigError, Dataset, DatasetError, DelbenchError, check_bool, check_int, check_number,
+                          check_path, check_split, item_decode_problems, mask_content_problems, read_image)
 from delbench_plugins.lib.discovery import Discovery, FileItem, Problem, resolve_root
 from delbench_plugins.lib.masks import read_union_mask
 from delbench_plugins.lib.pairing import PairedLayout, pair_folders

@@ -1,6 +1,6 @@
 """Reading an item's mask files as one binary mask.
 
-Not a plugin: it registers nothing. Masks are read with :func:`delbench.imaging.read_mask`:
+Not a plugin: it registers nothing. Masks are read with :func:`delbench.sdk.read_mask`:
 converted to grey, foreground where grey ≥ ``threshold`` (default 128, the middle of 0/255
 masks, so JPEG edge noise falls to the nearer side; ``mask_threshold=1`` for masks stored as
 0/1), resized with nearest neighbour. An item with several mask files (none of the built-in
@@ -13,8 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from delbench.errors import DatasetError
-from delbench.imaging import read_mask
+from delbench.sdk import DatasetError, read_mask
 
 
 def read_union_mask(paths: Sequence[Path], size: int | None, threshold: int) -> np.ndarray:

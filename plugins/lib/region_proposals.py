@@ -33,8 +33,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from delbench import results
-from delbench.errors import ConfigError
+from delbench.sdk import ConfigError, pixel_sha256
+from delbench.sdk import file_sha256 as sha256_of_file
 
 #: boxes are grown to at least this fraction of the image side (a few-pixel region upscaled
 #: into a mosaic cell would be all interpolation) — *ours*
@@ -215,7 +215,7 @@ def sam_model_type(state: Mapping[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=8)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    return results.file_sha256(path)  # size and mtime only key the memo
+    return sha256_of_file(path)  # size and mtime only key the memo
 
 
 def file_sha256(path: str | Path) -> str:
@@ -370,8 +370,6 @@ def propose_pool(proposer: Any, images_of: Callable[[int, int], np.ndarray], n: 
     the same pixels). Returns the proposals, each image's pixel sha256 and
     ``{"seconds", "cost_seconds", "cached_images"}`` (cost: the compute time of every image's
     proposals, cached or not)."""
-    from delbench.subset import pixel_sha256
-
     started = time.perf_counter()
     proposals: list[tuple[np.ndarray, np.ndarray]] = []
     shas: list[str] = []

@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from delbench.errors import ConfigError
-from delbench.imaging import IMAGE_SUFFIXES
+from delbench.sdk import ConfigError, IMAGE_SUFFIXES
 from delbench_plugins.lib.discovery import FileItem, Problem
 
 SPLIT_FILE_FORMAT = "delbench-split"

@@ -12,10 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import ConfigError, SelectionError
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selector
-from delbench.subset import largest_remainder
+from delbench.sdk import ConfigError, Dataset, SelectionError, Selector, hookimpl, largest_remainder
 
 
 def _pool_metadata(pool: Dataset) -> Mapping[str, Any]:

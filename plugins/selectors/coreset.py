@@ -30,11 +30,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import ConfigError, SelectionError
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selector
-from delbench.params import check_choice, check_int
-from delbench.subset import largest_remainder
+from delbench.sdk import (ConfigError, Dataset, SelectionError, Selector, check_choice, check_int, hookimpl,
+                          largest_remainder)
 from delbench_plugins.lib.clustering import (DEFAULT_CHUNK, DEFAULT_ITERATIONS, check_kmeans_params, cluster_members,
                                              faiss_available, kmeans, normalized_rows, single_threaded_blas)
 

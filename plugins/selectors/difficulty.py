@@ -5,11 +5,8 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from delbench.errors import SelectionError
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selector
-from delbench.params import check_choice, check_int, check_number
-from delbench.subset import lowest_first
+from delbench.sdk import (Dataset, SelectionError, Selector, check_choice, check_int, check_number, hookimpl,
+                          lowest_first)
 from delbench_plugins.lib.clustering import (DEFAULT_ITERATIONS, KEEP_CHOICES, check_kmeans_params, kmeans,
                                              kmeans_diagnostics, resolve_n_clusters)
 

@@ -12,11 +12,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from delbench.errors import ConfigError, SelectionError
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selector
-from delbench.params import check_bool, check_int, check_number
-from delbench.subset import lowest_first
+from delbench.sdk import (ConfigError, Dataset, SelectionError, Selector, check_bool, check_int, check_number, hookimpl,
+                          lowest_first)
 
 #: ITU-R BT.601 luma weights (what PIL's "L" mode uses)
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)

@@ -9,11 +9,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset
-from delbench.shards import SelectionWork
-from delbench.params import check_int, check_number
-from delbench.subset import lowest_first
+from delbench.sdk import Dataset, SelectionWork, check_int, check_number, hookimpl, lowest_first
 from delbench_plugins.lib.cluster_duplicates import (DEFAULT_BLOCK_FLOATS, ClusteringSelector, duplicate_scores,
                                                      threshold_value)
 from delbench_plugins.lib.clustering import DEFAULT_ITERATIONS, kmeans_diagnostics
@@ -44,7 +40,7 @@ class MedDEL(ClusteringSelector):
     ('auto' | 'flat' | 'hierarchical': one k-means or two levels; 'auto' is two levels from
     4,096 clusters on), ``block_floats`` (memory bound of the pairwise step). With the
     harness' ``work`` the clustering and the per-cluster scores are kept in files, sharded by
-    cluster over processes and resumed (:mod:`delbench.shards`). Diagnostics: ``eta``, ``eps``,
+    cluster over processes and resumed (:mod:`delbench.sdk.shards`). Diagnostics: ``eta``, ``eps``,
     ``center``, ``n_outliers``, ``n_clusters``, ``filled``, ``ties_trimmed``, ``time_s``.
     """
 

@@ -22,12 +22,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import ConfigError, SelectionError
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset, Selector
-from delbench.params import check_bool, check_int, check_number, check_path
-from delbench.results import cache_base
-from delbench.subset import DerivedSelection, DerivedSource, write_derived_image
+from delbench.sdk import (ConfigError, Dataset, DerivedSelection, DerivedSource, SelectionError, Selector, cache_base,
+                          check_bool, check_int, check_number, check_path, hookimpl, write_derived_image)
 from delbench_plugins.lib.region_proposals import (SAM_BUILDERS, ClassicalProposer, ProposalCache, SamProposer,
                                                    propose_pool, require_segment_anything, settings_key)
 from delbench_plugins.selectors.image_filters import candidate_pairs, greedy_leaders, perceptual_hashes

@@ -11,11 +11,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Dataset
-from delbench.shards import SelectionWork
-from delbench.params import check_number
-from delbench.subset import lowest_first, subset_size
+from delbench.sdk import Dataset, SelectionWork, check_number, hookimpl, lowest_first, subset_size
 from delbench_plugins.lib.cluster_duplicates import (DEFAULT_BLOCK_FLOATS, ClusteringSelector, duplicate_scores,
                                                      threshold_value)
 from delbench_plugins.lib.clustering import DEFAULT_ITERATIONS, KMeansResult, kmeans_diagnostics

@@ -26,10 +26,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import ConfigError, DatasetError, DelbenchError
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Backbone, Dataset, Task
-from delbench.params import check_bool, check_choice, check_int, check_number
+from delbench.sdk import (Backbone, ConfigError, Dataset, DatasetError, DelbenchError, Task, check_bool, check_choice,
+                          check_int, check_number, hookimpl)
 
 MODES = ("linear_probe", "fine_tune")
 #: defaults by mode when lr / weight_decay are not given (our protocol choices)

@@ -17,7 +17,7 @@ Two heads (``head``):
   from the worst (README, "What the smoke benchmark shows").
 
 Scores: mIoU (mean over classes including background, accumulated over the test set) and
-foreground Dice; see :mod:`delbench.metrics`.
+foreground Dice; see :mod:`delbench.sdk.metrics`.
 """
 from __future__ import annotations
 
@@ -25,11 +25,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from delbench.errors import ConfigError, DatasetError
-from delbench.hookspecs import hookimpl
-from delbench.interfaces import Backbone, Dataset, Task
-from delbench.metrics import confusion_matrix, dice, mean_iou
-from delbench.params import check_bool, check_choice, check_int, check_number
+from delbench.sdk import (Backbone, ConfigError, Dataset, DatasetError, Task, check_bool, check_choice, check_int,
+                          check_number, confusion_matrix, dice, hookimpl, mean_iou)
 
 
 class Segmentation(Task):

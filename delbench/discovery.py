@@ -1,4 +1,8 @@
-"""Plugin discovery: built-in plugins, then the ``delbench`` entry-point group.
+"""Plugin discovery and the process-wide registries: the built-in plugins, then the ``delbench``
+entry-point group, called through the hook specifications (:mod:`delbench.sdk.hookspecs`) to
+fill one :class:`~delbench.registry.Registry` per kind; looked up by name with :func:`get`,
+built with :func:`create`, listed with :func:`names` (and the timm-style ``get_selector``,
+``list_selectors``, … that ``delbench`` re-exports).
 
 Order is deterministic (built-ins in the order below, then entry points sorted by name). An
 entry point that fails to import is recorded in :attr:`Registries.failures` and logged; the
@@ -18,8 +22,9 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import pluggy
 
-from delbench import hookspecs
 from delbench.registry import Registry
+from delbench.sdk import hookspecs
+from delbench.sdk.params import check_plugin_params
 
 logger = logging.getLogger(__name__)
 
@@ -176,9 +181,7 @@ def create(kind: str, name: str, params: Mapping[str, Any] | None = None, *, whe
            **harness: Any) -> Any:
     """A plugin built by name (timm's ``create_model``, for every kind): ``params`` and what
     the harness adds (a dataset's ``split``) are checked against its signature and its
-    ``check_params`` first (:mod:`delbench.params`); ``where`` names it in errors."""
-    from delbench.params import check_plugin_params
-
+    ``check_params`` first (:mod:`delbench.sdk.params`); ``where`` names it in errors."""
     cls = get(kind, name)
     params = dict(params or {})
     check_plugin_params(kind, cls, params, where or f"{kind} ({name})", harness=harness)

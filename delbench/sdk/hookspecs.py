@@ -21,7 +21,7 @@ def delbench_register_datasets() -> list[type]:
     """Return the dataset classes this plugin provides.
 
     Called once when the dataset registry is built. Each class implements
-    :class:`delbench.interfaces.Dataset`; its ``name`` attribute is the registry key.
+    :class:`delbench.sdk.Dataset`; its ``name`` attribute is the registry key.
     """
 
 
@@ -31,7 +31,7 @@ def delbench_register_selectors() -> list[type]:
 
     Called once when the selector registry is built. Each class has ``name``, ``version``,
     ``description`` and ``select(pool, ratio, *, seed, embeddings=None, **params)`` as in
-    :class:`delbench.interfaces.Selector`.
+    :class:`delbench.sdk.Selector`.
     """
 
 
@@ -40,7 +40,7 @@ def delbench_register_backbones() -> list[type]:
     """Return the backbone classes this plugin provides.
 
     Called once when the backbone registry is built. Each class implements
-    :class:`delbench.interfaces.Backbone`.
+    :class:`delbench.sdk.Backbone`.
     """
 
 
@@ -49,7 +49,7 @@ def delbench_register_tasks() -> list[type]:
     """Return the downstream task classes this plugin provides.
 
     Called once when the task registry is built. Each class implements
-    :class:`delbench.interfaces.Task`.
+    :class:`delbench.sdk.Task`.
     """
 
 

@@ -34,10 +34,10 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from delbench.distributed import World
 from delbench.errors import DelbenchError
-from delbench.results import (atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock,
-                              file_sha256)
+from delbench.sdk.distributed import World
+from delbench.sdk.files import (atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock,
+                             file_sha256)
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ class SelectionWork:
     ``root`` holds one directory per stage, named by the sha256 of everything the stage's
     result depends on (:meth:`stage`), so a re-run with the same inputs finds its files and
     other settings never mix with them; ``world`` is this process's rank and count (under
-    ``torchrun``: :func:`delbench.distributed.world_from_env`; in a job array: the task's
+    ``torchrun``: :func:`delbench.sdk.world_from_env`; in a job array: the task's
     number and the array's size); ``inputs`` names the inputs the selector cannot hash
     cheaply itself (the CLI passes the embeddings' and the pool ids' hashes); ``n_jobs`` the
     threads of this process (None: its CPUs divided among the processes on its node,

@@ -1,7 +1,6 @@
-"""Metrics: segmentation scores and DEL / NormDEL (numpy only).
+"""Metrics: segmentation scores, DEL / NormDEL and the embedding quality measure (numpy only).
 
-Statistics over seeds live in :mod:`delbench.stats`; ``mean_std`` and
-``confidence_interval`` are kept here for existing callers.
+Statistics over seeds live in :mod:`delbench.stats`.
 
 Definitions (hand-checked in tests/test_metrics.py):
 
@@ -15,12 +14,11 @@ Definitions (hand-checked in tests/test_metrics.py):
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from delbench.errors import ConfigError
-from delbench.stats import mean_interval, mean_std  # noqa: F401  (mean_std: re-exported for callers)
 
 
 def _check_fraction(name: str, value: np.ndarray, low_open: bool = False) -> None:
@@ -78,12 +76,6 @@ def dice(confusion: np.ndarray, foreground: Sequence[int] | None = None) -> floa
     fn = sum(confusion[c, :].sum() - confusion[c, c] for c in classes)
     denominator = 2 * tp + fp + fn
     return float(2 * tp / denominator) if denominator else 1.0
-
-
-def confidence_interval(values: Iterable[float], level: float = 0.95) -> tuple[float, float]:
-    """``(low, high)`` of :func:`delbench.stats.mean_interval` (NaN, NaN for fewer than two values)."""
-    _, low, high, _ = mean_interval(values, level)
-    return low, high
 
 
 def scene_nn_agreement(embeddings: np.ndarray, groups: np.ndarray, *, queries: int = 2000, seed: int = 0,

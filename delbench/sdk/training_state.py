@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from delbench.results import atomic_path, atomic_write_json
+from delbench.sdk.files import atomic_path, atomic_write_json
 
 logger = logging.getLogger(__name__)
 
