@@ -83,7 +83,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     check_plugin_params("selector", cls, params, f"--set ({args.selector})")  # before the pool is built
     backbone_spec = None
     if getattr(cls, "requires_backbone", False):
-        from delbench.config import PluginSpec
+        from delbench.protocol import PluginSpec
 
         backbone_spec = PluginSpec(args.backbone, _key_values(args.backbone_param, "--backbone-param"))
         check_plugin_params("backbone", discovery.get("backbone", args.backbone), backbone_spec.params,
@@ -204,7 +204,7 @@ def _scoring_backbone(args: argparse.Namespace, pool: Any, spec: Any, dataset_pa
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from delbench.config import load_protocol
+    from delbench.protocol import load_protocol
     from delbench.report import write_report
     from delbench.results import lock_work_dir
     from delbench.runner import run_protocol
@@ -261,7 +261,7 @@ def _print_validity(summary: dict[str, Any]) -> bool:
 def _reference_protocol(args: argparse.Namespace):
     """The protocol a run or submission is checked against: ``--protocol FILE`` (with
     ``--cfg-options``), else None (looked up by the name the run records)."""
-    from delbench.config import load_protocol
+    from delbench.protocol import load_protocol
     from delbench.errors import ConfigError
 
     if args.protocol:

@@ -97,7 +97,7 @@ def _done_keys(work_dir: Path, keys: list[str]) -> set[str]:
 def run_job(job: Job) -> int:
     """In the job's process: run one group's unfinished cells, each row to its cell file."""
     from delbench import runner
-    from delbench.config import load_protocol
+    from delbench.protocol import load_protocol
 
     protocol, _ = load_protocol(job.config, job.cfg_options)
     work_dir = Path(job.work_dir)

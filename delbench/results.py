@@ -414,7 +414,7 @@ def verify_run(run_dir: str | Path, *, check_pool: bool = True) -> list[str]:
     run's (otherwise the pool changed or was reordered since), and each subset's indices (a
     derived subset's sources) must still name the images it selected (``ids_sha256``).
     """
-    from delbench.config import protocol_sha256
+    from delbench.protocol import protocol_sha256
     from delbench.sdk.subsets import ids_sha256, selected_ids_sha256, subset_sha256
 
     run_dir = Path(run_dir)

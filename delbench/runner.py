@@ -52,8 +52,8 @@ from typing import Any, Callable
 import numpy as np
 
 from delbench import __version__, discovery
-from delbench.config import (EmbeddingSpec, PluginSpec, Protocol, ReferenceSpec, SelectorSpec, TaskSpec,
-                             check_plugins, check_values)
+from delbench.protocol import (content_hash, EmbeddingSpec, PluginSpec, Protocol, ReferenceSpec, SelectorSpec, TaskSpec,
+                               check_plugins, check_values)
 from delbench.sdk.distributed import world_from_env
 from delbench.errors import DelbenchError, StageTimeout, one_line
 from delbench.sdk.metrics import normdel, scene_nn_agreement
@@ -69,30 +69,8 @@ from delbench.sdk.subsets import Subset, check_embeddings, ids_sha256, subset_sh
 logger = logging.getLogger(__name__)
 
 
-def _plain(value: Any) -> Any:
-    """Dataclasses as dicts for hashing, so keys depend on values, never on field or dict order."""
-    if is_dataclass(value) and not isinstance(value, type):
-        return asdict(value)
-    raise TypeError(f"cannot hash a {type(value).__name__} into a cache key")
-
-
-def _hash(value: Any, length: int = 16) -> str:
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=_plain).encode()).hexdigest()[:length]
-
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def selector_label(spec: SelectorSpec) -> str:
-    """Registry name, plus the parameters the protocol sets: ``meddel[center=True]``.
-
-    Long parameter sets are shortened to a hash (``meddel@1a2b3c4d``) so keys stay readable.
-    """
-    if not spec.params:
-        return spec.name
-    text = ",".join(f"{key}={json.dumps(value, sort_keys=True, default=str)}" for key, value in sorted(spec.params.items()))
-    return f"{spec.name}[{text}]" if len(text) <= 40 else f"{spec.name}@{_hash(spec.params, 8)}"
 
 
 @dataclass(frozen=True)
@@ -110,7 +88,7 @@ class Cell:
     @property
     def label(self) -> str:
         """What the report calls the row's selection: the selector label or ``reference:<label>``."""
-        return f"reference:{self.reference.label}" if self.reference else selector_label(self.selector)
+        return f"reference:{self.reference.label}" if self.reference else self.selector.label
 
     @property
     def key(self) -> str:
@@ -197,7 +175,7 @@ class RunContext:
 def open_dataset(ctx: RunContext, spec: PluginSpec, split: str) -> Any:
     """A dataset split, opened once per run; its train/test split, if it has one, is kept as a
     split file now (building a dataset writes nothing)."""
-    key = _hash([spec, split])
+    key = content_hash([spec, split])
     if key not in ctx.datasets:
         dataset = discovery.create("dataset", spec.name, spec.params, **ctx.protocol.dataset_arguments(spec, split))
         write_split_file(dataset.split_record())
@@ -212,7 +190,7 @@ def embedding_key(protocol: Protocol) -> str:
     if checkpoint:
         stat = Path(checkpoint).stat()
         checkpoint = {"path": str(Path(checkpoint).resolve()), "size": stat.st_size, "mtime": int(stat.st_mtime)}
-    return _hash({"pool": protocol.pool, "backbone": protocol.backbone, "checkpoint": checkpoint,
+    return content_hash({"pool": protocol.pool, "backbone": protocol.backbone, "checkpoint": checkpoint,
                   "warmup_steps": spec.warmup_steps, "dtype": spec.dtype,
                   "optimizer": protocol.pretrain.optimizer, "batch": protocol.pretrain.batch_size})
 
@@ -330,9 +308,9 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
     An index subset is saved as ``subsets/<name>.npy``; a derived one (a generative
     selector's images) under ``derived/<manifest sha256>/``. Either way ``subsets/<name>.json``
     holds its facts and ``subsets/subsets.json`` indexes it for ``verify``."""
-    label = selector_label(selector)
+    label = selector.label
     # readable, plus a hash of the exact label: sanitising alone could map two labels to one file
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}_ratio{ratio:g}_seed{seed}") + f"_{_hash([label, ratio, seed], 8)}"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{label}_ratio{ratio:g}_seed{seed}") + f"_{content_hash([label, ratio, seed], 8)}"
     directory = ctx.work_dir / "subsets"
     index_path = directory / f"{name}.npy"
     meta_path = directory / f"{name}.json"
@@ -412,7 +390,7 @@ def pretrain_checkpoints(ctx: RunContext, subset: Subset, seed: int) -> tuple[di
     protocol = ctx.protocol
     n_pool = len(ctx.pool)
     steps = protocol.pretrain.steps(n_pool, subset.size)
-    key = _hash({"subset": subset.sha256, "backbone": protocol.backbone, "pretrain": protocol.pretrain.record(),
+    key = content_hash({"subset": subset.sha256, "backbone": protocol.backbone, "pretrain": protocol.pretrain.record(),
                  "steps": steps, "seed": seed, "pool": protocol.pool})
     directory = ctx.cache_dir / "checkpoints" / key
     # intermediate checkpoints are named by step, so epochs that fall on one step share a file;
@@ -549,7 +527,7 @@ def _heldout_images(ctx: RunContext) -> tuple[np.ndarray, str]:
         task = ctx.protocol.tasks[0]
         test = open_dataset(ctx, task.dataset, task.test_split)
         n = min(HELDOUT_IMAGES, len(test))
-        digest = _hash({"version": getattr(test, "version", None), "params": task.dataset.params}, 8)
+        digest = content_hash({"version": getattr(test, "version", None), "params": task.dataset.params}, 8)
         ctx.heldout = (test.load_images(np.arange(n)), f"{task.dataset.name}@{digest}/{task.test_split}[:{n}]")
     return ctx.heldout
 

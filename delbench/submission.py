@@ -404,13 +404,12 @@ def _differences(mine: Any, theirs: Any, path: str) -> Iterator[tuple[str, Any, 
 
 
 def check_settings(submitted: Any, reference: Any) -> list[str]:
-    """Every setting of ``submitted`` (a :class:`~delbench.config.Protocol`) that differs from
+    """Every setting of ``submitted`` (a :class:`~delbench.protocol.Protocol`) that differs from
     the ``reference`` protocol's, one line each: all of the protocol but its selectors and
     the execution settings (runtime, execution); and per selector, its ratios and seeds, which
     must be the reference's for the same selector label, else the protocol's ``ratios`` and
     ``seeds``: a protocol pins everything but the selector."""
-    from delbench.config import UNHASHED_FIELDS
-    from delbench.runner import selector_label
+    from delbench.protocol import UNHASHED_FIELDS
 
     where = f"protocol {reference.name} v{reference.version}"
     mine, theirs = submitted.to_dict(), reference.to_dict()
@@ -419,9 +418,9 @@ def check_settings(submitted: Any, reference: Any) -> list[str]:
     problems = [f"setting {path}: {json.dumps(a, default=str)} in the run, {json.dumps(b, default=str)} in {where}"
                 for key in sorted((set(mine) | set(theirs)) - skip, key=lambda k: (k not in ("name", "version"), k))
                 for path, a, b in _differences(mine.get(key, "(not set)"), theirs.get(key, "(not set)"), key)]
-    labels = {selector_label(spec): spec for spec in reference.selectors}
+    labels = {spec.label: spec for spec in reference.selectors}
     for i, spec in enumerate(submitted.selectors):
-        label = selector_label(spec)
+        label = spec.label
         own = labels.get(label)
         expected = {"ratios": reference.selector_ratios(own) if own else reference.ratios,
                     "seeds": reference.selector_seeds(own) if own else reference.seeds}
@@ -630,8 +629,8 @@ def _rerun(directory: Path, header: dict[str, Any], protocol: Any, rows: list[Re
            tolerance: float) -> list[str]:
     """Re-run ``count`` sampled selection cells here (fresh work and cache folders) and
     compare: the subset hash exactly, every recorded metric within ``tolerance``."""
-    from delbench.config import GeneralizationSpec
-    from delbench.runner import run_protocol, selector_label
+    from delbench.protocol import GeneralizationSpec
+    from delbench.runner import run_protocol
 
     candidates = sorted((r for r in rows if r.ok and r.kind == "selection" and r.pretrain_epoch is None),
                         key=lambda r: r.key)
@@ -640,7 +639,7 @@ def _rerun(directory: Path, header: dict[str, Any], protocol: Any, rows: list[Re
     picked = np.random.default_rng(seed).choice(len(candidates), size=min(count, len(candidates)), replace=False)
     problems = []
     for row in (candidates[i] for i in sorted(picked)):
-        spec = next(s for s in protocol.selectors if selector_label(s) == row.selector)
+        spec = next(s for s in protocol.selectors if s.label == row.selector)
         task = next(t for t in protocol.tasks if (t.name, t.dataset.name) == (row.task, row.task_dataset))
         with tempfile.TemporaryDirectory(prefix="delbench-rerun-") as tmp:
             one = replace(protocol, selectors=(replace(spec, ratios=(row.ratio,), seeds=(row.seed,)),), tasks=(task,),
@@ -668,7 +667,7 @@ def verify(target: str | Path, *, reference: Any = None, check_pool: bool = True
            tolerance: float = DEFAULT_TOLERANCE, require_reference: bool | None = None) -> Verification:
     """Verify a run directory or a submission (archive or extracted folder); module docstring.
 
-    ``reference``: the :class:`~delbench.config.Protocol` the run must follow, else the
+    ``reference``: the :class:`~delbench.protocol.Protocol` the run must follow, else the
     protocol file named after the run's protocol (:func:`find_protocol_file`); without one a
     submission fails (its settings cannot be checked) and a run directory gets a note
     (``require_reference`` decides instead when given: ``submit`` checks its own archive).
@@ -676,7 +675,7 @@ def verify(target: str | Path, *, reference: Any = None, check_pool: bool = True
     ``rerun``: re-run that many sampled cells (seeded by ``rerun_seed``) and compare their
     metrics within ``tolerance``.
     """
-    from delbench.config import load_protocol, protocol_from_json
+    from delbench.protocol import load_protocol, protocol_from_json
 
     result = Verification(str(target))
     with open_submission(target) as directory:
@@ -737,7 +736,7 @@ def leaderboard(paths: Sequence[str | Path], out_dir: str | Path, *, reference: 
     selector of a submission; a submission that fails verification, or is of another
     protocol than the leaderboard's (``reference``, else the first verified one's), is
     listed apart with the reason."""
-    from delbench.config import DEFAULT_SIGNIFICANCE, load_protocol
+    from delbench.protocol import DEFAULT_SIGNIFICANCE, load_protocol
     from delbench.report import aggregate_selectors
 
     verified, apart = [], []

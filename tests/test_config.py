@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from delbench.config import load_protocol, protocol_from_dict
+from delbench.protocol import load_protocol, protocol_from_dict
 from delbench.errors import ConfigError, DelbenchError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ def test_protocol_json_reads_back_to_the_same_protocol(path):
     validated again, with or without the plugins (a verifier may lack a submitter's selector)."""
     import json
 
-    from delbench.config import protocol_from_json
+    from delbench.protocol import protocol_from_json
 
     protocol, _ = load_protocol(path, {"timeouts.select": 60, "pretrain.checkpoint_every": 7, "pretrain.init_seed": 2})
     record = json.loads(json.dumps(protocol.to_dict()))

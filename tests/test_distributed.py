@@ -77,7 +77,7 @@ def test_torchrun_two_processes_equal_one_process(tmp_path):
 
 
 def test_pretrain_precision_is_validated_with_the_protocol():
-    from delbench.config import load_protocol
+    from delbench.protocol import load_protocol
 
     base = HERE / "configs" / "tiny.py"
     with pytest.raises(ConfigError, match="precision"):

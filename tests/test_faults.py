@@ -455,7 +455,7 @@ def test_bad_seeds_in_a_protocol_built_in_code_name_the_key(tmp_path):
     seeds=('a',) and failed inside them without naming the key."""
     import dataclasses
 
-    from delbench.config import load_protocol
+    from delbench.protocol import load_protocol
     from delbench.errors import ConfigError
     from delbench.runner import run_protocol
 

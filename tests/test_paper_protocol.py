@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from delbench.cli import main
-from delbench.config import load_protocol
+from delbench.protocol import load_protocol
 from delbench.sdk.subsets import subset_size
 from delbench_plugins.lib.discovery import root_env_var
 from delbench_plugins.datasets.endoscopy_pools import DataDEL

@@ -1,16 +1,16 @@
 from pathlib import Path
 
-from delbench.config import SelectorSpec, load_protocol
-from delbench.runner import plan_cells, selector_label
+from delbench.protocol import SelectorSpec, load_protocol
+from delbench.runner import plan_cells
 
 SMOKE = Path(__file__).resolve().parent.parent / "benchmarks" / "smoke.py"
 TINY = Path(__file__).resolve().parent / "configs" / "tiny.py"
 
 
 def test_selector_labels_are_readable_and_distinct():
-    assert selector_label(SelectorSpec("meddel")) == "meddel"
-    assert selector_label(SelectorSpec("meddel", {"center": True, "eps": 0.9})) == "meddel[center=true,eps=0.9]"
-    long = selector_label(SelectorSpec("meddel", {"n_clusters": list(range(30))}))
+    assert SelectorSpec("meddel").label == "meddel"
+    assert SelectorSpec("meddel", {"center": True, "eps": 0.9}).label == "meddel[center=true,eps=0.9]"
+    long = SelectorSpec("meddel", {"n_clusters": list(range(30))}).label
     assert long.startswith("meddel@") and len(long) == len("meddel@") + 8
 
 

@@ -125,7 +125,7 @@ def test_unsorted_subset_file_fails(copy, capsys):
 
 
 def test_an_altered_protocol_key_fails(copy, capsys):
-    from delbench.config import protocol_sha256
+    from delbench.protocol import protocol_sha256
 
     header = json.loads((copy / "run.json").read_text())
     header["protocol_config"]["pretrain"]["reference_epochs"] = 4.0
@@ -145,7 +145,7 @@ def test_an_altered_protocol_key_fails(copy, capsys):
 
 
 def test_a_selector_run_at_other_seeds_than_the_protocol_fails(run, tmp_path, capsys):
-    from delbench.config import load_protocol
+    from delbench.protocol import load_protocol
     from delbench.submission import check_settings
 
     reference, _ = load_protocol(TINY)

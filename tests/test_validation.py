@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from delbench.cli import main
-from delbench.config import load_protocol
+from delbench.protocol import load_protocol
 
 TINY = str(Path(__file__).parent / "configs" / "tiny.py")
 TASK = ("[{{'name': 'segmentation', 'dataset': {{'name': 'synthetic_polyp_seg', 'params': {dataset}}}, "

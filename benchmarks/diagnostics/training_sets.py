@@ -42,7 +42,7 @@ import numpy as np
 
 from delbench import discovery as plugins
 from delbench.cli import _key_values  # the CLI's own KEY=VALUE parsing
-from delbench.config import load_protocol
+from delbench.protocol import load_protocol
 from delbench.runner import seed_everything
 
 HERE = Path(__file__).resolve().parent

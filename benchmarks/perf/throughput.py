@@ -32,7 +32,7 @@ EMBEDDED_SETTING = Path(__file__).resolve().parents[1] / "_base_" / "synthetic_c
 
 
 def _backbone_params() -> dict:
-    from delbench.config import load_config
+    from delbench.protocol import load_config
 
     return load_config(EMBEDDED_SETTING).to_dict()["backbone"]["params"]
 
