@@ -206,7 +206,7 @@ def _scoring_backbone(args: argparse.Namespace, pool: Any, spec: Any, dataset_pa
 def cmd_run(args: argparse.Namespace) -> int:
     from delbench.protocol import load_protocol
     from delbench.report import write_report
-    from delbench.results import lock_work_dir
+    from delbench.store import lock_work_dir
     from delbench.runner import run_protocol
 
     options = _key_values(args.cfg_options, "--cfg-options")

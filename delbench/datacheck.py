@@ -13,7 +13,7 @@ file is checked on the original files, before any resizing:
 - pairing problems found while listing the files (images without masks, masks without
   images, two files for one stem) and split-file problems are included;
 - counts per split ("train", "test", "all") are reported, and the train/test split is kept
-  as a split file (:func:`delbench.results.write_split_file`).
+  as a split file (:func:`delbench.store.write_split_file`).
 
 Any other registered dataset is checked through its public interface: each split is built
 and every item is read; errors and non-binary or mis-sized masks are reported by item id.
@@ -29,7 +29,7 @@ import numpy as np
 
 from delbench.errors import DelbenchError
 from delbench.sdk.imaging import item_decode_problems, mask_content_problems, mask_value_problem
-from delbench.results import write_split_file
+from delbench.store import write_split_file
 
 @dataclass
 class DataCheckReport:

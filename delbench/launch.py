@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from delbench.errors import ConfigError, DelbenchError
-from delbench.results import ROWS_FILE, ResultRow, append_row, lock_work_dir, read_rows
+from delbench.store import ROWS_FILE, ResultRow, append_row, lock_work_dir, read_rows
 from delbench.sdk.files import atomic_write_json
 
 logger = logging.getLogger(__name__)

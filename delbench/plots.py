@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from delbench.results import PLOT_FILE
+from delbench.store import PLOT_FILE
 from delbench.sdk.files import atomic_path
 
 

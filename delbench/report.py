@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from delbench.protocol import DEFAULT_SIGNIFICANCE
-from delbench.results import HTML_FILE, REPORT_FILE, ResultRow, SCHEMA_VERSION, SUMMARY_FILE, read_header, read_rows
+from delbench.store import HTML_FILE, REPORT_FILE, ResultRow, SCHEMA_VERSION, SUMMARY_FILE, read_header, read_rows
 from delbench.sdk.files import atomic_write_json, atomic_write_text
 from delbench.stats import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, EXACT_PERMUTATION_MAX_N, EXACT_SIGN_FLIP_MAX_N,
                             MONTE_CARLO_PERMUTATIONS, bootstrap_interval, bootstrap_means, curve_area, mean_interval,

@@ -11,7 +11,7 @@ The work is organised by what can be shared:
 4. one row per (subset, task, pre-training epoch) cell, appended to ``results.jsonl``.
 
 Every cell has a stable key; ``resume`` skips keys already recorded with ``status == "ok"``.
-A run holds the work directory's lock (:class:`delbench.results.WorkDirLock`) throughout and
+A run holds the work directory's lock (:class:`delbench.store.WorkDirLock`) throughout and
 first removes the temporaries that killed runs left behind.
 
 Fault isolation: a cell whose selection, pre-training or task raises, returns something the
@@ -57,8 +57,8 @@ from delbench.protocol import (content_hash, EmbeddingSpec, PluginSpec, Protocol
 from delbench.sdk.distributed import world_from_env
 from delbench.errors import DelbenchError, StageTimeout, one_line
 from delbench.sdk.metrics import normdel, scene_nn_agreement
-from delbench.results import (DERIVED_DIR, HEADER_FILE, ROWS_FILE, ResultRow, SCHEMA_VERSION, SUBSETS_FILE, append_row,
-                              lock_work_dir, read_header, read_rows, repair_rows_file, write_split_file)
+from delbench.store import (DERIVED_DIR, HEADER_FILE, ROWS_FILE, ResultRow, SCHEMA_VERSION, SUBSETS_FILE, append_row,
+                            lock_work_dir, read_header, read_rows, repair_rows_file, write_split_file)
 from delbench.sdk.files import (atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, file_lock,
                                 remove_orphan_temporaries)
 from delbench.run.select import run_selector

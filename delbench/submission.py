@@ -28,7 +28,7 @@ target in bounded chunks, none past its declared size, and only JSON, text and `
 (``allow_pickle=False``) are read back.
 
 :func:`verify` checks a run directory or a submission: every hash recomputed
-(:func:`delbench.results.verify_run`, the manifest, the id lists), each row against its subset
+(:func:`delbench.store.verify_run`, the manifest, the id lists), each row against its subset
 (size, hash, ids, selector, ratio, seed), NormDEL recomputed from the metric, ratio and α, the
 rows exactly the protocol's planned cells (none missing, extra or repeated), subset files
 sorted unique int64, every non-selector setting equal to the protocol the run claims, and,
@@ -55,8 +55,8 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from delbench.errors import ConfigError, DelbenchError, SubmissionError, one_line
-from delbench.results import (HEADER_FILE, ROWS_FILE, ResultRow, SUBSETS_FILE, iter_rows, read_header, read_rows,
-                              verify_run)
+from delbench.store import (HEADER_FILE, ROWS_FILE, ResultRow, SUBSETS_FILE, iter_rows, read_header, read_rows,
+                            verify_run)
 from delbench.sdk.files import atomic_path, atomic_write_json, atomic_write_text, dumps, file_sha256
 
 #: the layout version of a submission archive
@@ -111,18 +111,18 @@ def _environment(header: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pool_ids(header: dict[str, Any]) -> list[str]:
-    """The run's pool ids, re-opened from its protocol; refused when they are not the run's."""
-    from delbench import discovery
+    """The run's pool ids (:func:`delbench.store.reopen_pool_ids`); refused when they are not
+    the run's."""
     from delbench.sdk.subsets import ids_sha256
+    from delbench.store import reopen_pool_ids
 
-    spec = (header.get("protocol_config") or {}).get("pool") or {}
     try:
-        pool = discovery.create("dataset", spec["name"], spec.get("params", {}), where="pool", split="all")
-        ids = list(pool.item_ids())
-    except (DelbenchError, KeyError) as exc:
-        raise SubmissionError(f"cannot list the ids of pool {spec.get('name')!r} for the submission: {exc}") from None
+        ids = reopen_pool_ids(header)
+    except DelbenchError as exc:
+        raise SubmissionError(f"cannot list the pool's ids for the submission: {exc}") from None
     if ids_sha256(ids) != header.get("pool_ids_sha256"):
-        raise SubmissionError(f"pool {spec.get('name')!r} changed or was reordered since the run (pool_ids_sha256 "
+        name = ((header.get("protocol_config") or {}).get("pool") or {}).get("name")
+        raise SubmissionError(f"pool {name!r} changed or was reordered since the run (pool_ids_sha256 "
                               f"{ids_sha256(ids)} != {header.get('pool_ids_sha256')}); a submission names the images "
                               f"the run selected")
     return ids

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from delbench.results import read_rows
+from delbench.store import read_rows
 
 HERE = Path(__file__).parent
 FULL_ONLY = "selectors=[{'name':'full','ratios':[1.0]}]"

@@ -10,7 +10,7 @@ import pytest
 
 from delbench import hookimpl
 from delbench.cli import main
-from delbench.results import SCHEMA_VERSION, read_rows
+from delbench.store import SCHEMA_VERSION, read_rows
 
 TINY = str(Path(__file__).parent / "configs" / "tiny.py")
 

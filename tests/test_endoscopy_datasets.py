@@ -10,7 +10,7 @@ import pytest
 
 import delbench
 from delbench.errors import ConfigError, DatasetError
-from delbench.results import write_split_file
+from delbench.store import write_split_file
 from delbench_plugins.datasets.endoscopy_segmentation import (
     CVC300,
     CVCClinicDB,

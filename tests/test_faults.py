@@ -18,7 +18,7 @@ import pytest
 from delbench import hookimpl
 from delbench.cli import main
 from delbench.errors import LockError, WriteError
-from delbench.results import LOCK_FILE, ROWS_FILE, ResultRow, WorkDirLock, append_row, read_rows
+from delbench.store import LOCK_FILE, ROWS_FILE, ResultRow, WorkDirLock, append_row, read_rows
 from delbench.sdk.files import atomic_save_npy, atomic_write_text, remove_orphan_temporaries, temp_path
 
 TINY = str(Path(__file__).parent / "configs" / "tiny.py")
@@ -114,7 +114,7 @@ def test_a_lock_left_by_a_dead_process_is_taken_over_with_a_warning(tmp_path, ca
 def test_a_held_lock_refuses_a_second_holder_in_another_process(tmp_path):
     work = tmp_path / "w"
     with WorkDirLock.of(work):
-        code = ("import sys\nfrom delbench.results import WorkDirLock\n"
+        code = ("import sys\nfrom delbench.store import WorkDirLock\n"
                 f"try:\n    WorkDirLock({str(work)!r}).acquire()\nexcept Exception as e:\n    print(e)\n    sys.exit(3)\n")
         other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert other.returncode == 3 and f"(pid {os.getpid()} on " in other.stdout
@@ -178,9 +178,7 @@ def test_a_full_disk_while_saving_a_subset_leaves_no_temporary(tmp_path, monkeyp
 
 
 def test_a_subset_that_cannot_be_written_fails_its_cell_naming_the_file(tmp_path, monkeypatch):
-    import delbench.results
-
-    monkeypatch.setattr(delbench.results.np, "save", _full_disk_save)
+    monkeypatch.setattr(np, "save", _full_disk_save)
     work = tmp_path / "run"
     assert main(["run", TINY, "--work-dir", str(work), *QUIET, "--cfg-options", RANDOM_ONLY]) == 1
     (row,) = read_rows(work)

@@ -9,7 +9,7 @@ import pytest
 
 from delbench.cli import main
 from delbench.launch import SlurmOptions, cell_path, make_executor
-from delbench.results import read_rows
+from delbench.store import read_rows
 
 submitit = pytest.importorskip("submitit")
 

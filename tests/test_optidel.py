@@ -13,7 +13,7 @@ import pytest
 import delbench
 from delbench.cli import main
 from delbench.errors import ConfigError, SelectionError
-from delbench.results import read_rows, verify_run
+from delbench.store import read_rows, verify_run
 from delbench.run.select import run_selector
 from delbench.sdk.derived import DerivedImages, load_derived, pixel_sha256, read_png, verify_derived
 from delbench.sdk.subsets import subset_size

@@ -7,7 +7,7 @@ import pytest
 
 from delbench.plots import draw_figures
 from delbench.report import render_markdown, summarize, validity_verdict, write_report
-from delbench.results import HEADER_FILE, ROWS_FILE, ResultRow, SCHEMA_VERSION, append_row
+from delbench.store import HEADER_FILE, ROWS_FILE, ResultRow, SCHEMA_VERSION, append_row
 
 GOLDEN = Path(__file__).parent / "data" / "report_golden.md"
 HEADER = {"schema_version": SCHEMA_VERSION, "protocol": "golden", "protocol_version": "1",

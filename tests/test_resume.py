@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from delbench.cli import main
-from delbench.results import LOCK_FILE, read_rows
+from delbench.store import LOCK_FILE, read_rows
 from delbench.testing import make_contract_pool
 
 TINY = str(Path(__file__).parent / "configs" / "tiny.py")

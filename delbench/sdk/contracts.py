@@ -162,7 +162,7 @@ class Dataset(Plugin, abc.ABC):
         """The train/test split this dataset was built with, as a JSON-able record, or None.
 
         Building a dataset writes nothing; the harness keeps this record as a split file
-        (``delbench.results.write_split_file``: keys ``dataset`` and ``sha256`` name the file).
+        (``delbench.store.write_split_file``: keys ``dataset`` and ``sha256`` name the file).
         None for datasets whose splits are fixed by their parameters (the synthetic ones).
         """
         return None

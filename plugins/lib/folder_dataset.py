@@ -17,7 +17,7 @@ Splits
     when asked (``dataset.plan``, ``metadata()``'s ``split`` column, ``delbench data check``),
     so a plan that cannot be made or has problems does not stop loading the whole dataset.
     Building a dataset writes nothing: the harness keeps the plan as a split file
-    (:meth:`FolderDataset.split_record`, written by :func:`delbench.results.write_split_file`
+    (:meth:`FolderDataset.split_record`, written by :func:`delbench.store.write_split_file`
     when a run opens the dataset and by ``delbench data check``); ``dataset.split_sha256``
     identifies it.
 Problems

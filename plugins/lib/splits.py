@@ -8,7 +8,7 @@ by group; a grouped split does not also stratify). No random generator is involv
 split is identical on every machine and NumPy version.
 
 A :class:`SplitPlan` is what a dataset was split by; its :meth:`SplitPlan.record` is what
-the harness keeps as a split file (:func:`delbench.results.write_split_file`). Building a
+the harness keeps as a split file (:func:`delbench.store.write_split_file`). Building a
 dataset writes nothing.
 """
 from __future__ import annotations
