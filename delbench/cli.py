@@ -68,7 +68,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     from delbench.sdk.params import check_plugin_params
     from delbench.sdk.files import atomic_save_npy
     from delbench.embed import load_embeddings
-    from delbench.run.select import run_selector
+    from delbench.protocol import SelectorSpec
+    from delbench.run.select import select
     from delbench.sdk.subsets import ids_sha256
 
     dataset_params = _key_values(args.dataset_param, "--dataset-param")
@@ -102,13 +103,14 @@ def cmd_select(args: argparse.Namespace) -> int:
         raise ConfigError("--shard-rank/--shard-count split the work of --work DIR; give --work")
     if args.work and not getattr(cls, "resumable_work", False):
         raise ConfigError(f"selector '{args.selector}' keeps no work files; drop --work {args.work}")
-    pool_ids_sha256 = ids_sha256(pool.item_ids())
-    embeddings = load_embeddings(args.embeddings, len(pool), pool_ids_sha256) if args.embeddings else None
-    backbone = _scoring_backbone(args, pool, backbone_spec, dataset_params) if backbone_spec else None
+    pool_ids = pool.item_ids()
+    pool_ids_sha256 = ids_sha256(pool_ids)
     derived = getattr(cls, "produces_derived", False)
     work = _selection_work(args, pool_ids_sha256) if args.work else None
-    subset = run_selector(cls(), pool, args.ratio, seed=args.seed, embeddings=embeddings, params=params,
-                          backbone=backbone, output_dir=args.out if derived else None, work=work)
+    subset = select(SelectorSpec(args.selector, params), pool, args.ratio, seed=args.seed, pool_ids=pool_ids,
+                    get_embeddings=lambda: load_embeddings(args.embeddings, len(pool), pool_ids_sha256),
+                    get_backbone=lambda: _scoring_backbone(args, pool, backbone_spec, dataset_params),
+                    output_dir=args.out if derived else None, work=work)
     if work is not None and not work.world.is_main:
         return 0  # every process found the same subset; rank 0 writes it
     if derived:
@@ -190,7 +192,7 @@ def _scoring_backbone(args: argparse.Namespace, pool: Any, spec: Any, dataset_pa
     import hashlib
 
     from delbench.sdk.files import cache_base
-    from delbench.runner import warmed_backbone
+    from delbench.run.embeddings import warmed_backbone
 
     key = json.dumps({"dataset": args.dataset, "params": dataset_params, "split": args.split, "backbone": spec.name,
                       "backbone_params": spec.params, "warmup_steps": args.warmup_steps}, sort_keys=True, default=str)
@@ -207,7 +209,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from delbench.protocol import load_protocol
     from delbench.report import write_report
     from delbench.store import lock_work_dir
-    from delbench.runner import run_protocol
+    from delbench.run import run_protocol
 
     options = _key_values(args.cfg_options, "--cfg-options")
     protocol, cfg = load_protocol(args.config, options)
@@ -217,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             rows = run_protocol(protocol, work_dir, resume=args.resume, config_text=cfg.pretty_text,
                                 progress=not args.no_progress and sys.stderr.isatty())
         else:
-            from delbench.launch import SlurmOptions, launch
+            from delbench.run.launch import SlurmOptions, launch
 
             slurm = SlurmOptions(partition=args.slurm_partition, array_parallelism=args.array_parallelism,
                                  timeout_min=args.timeout_min, gpus_per_node=args.gpus_per_node,

@@ -552,7 +552,7 @@ def _check_subsets(directory: Path, header: dict[str, Any], submission: bool) ->
 def _check_rows(directory: Path, header: dict[str, Any], protocol: Any, records: dict[tuple, dict]) -> list[str]:
     """The rows against the protocol's planned cells and against their subsets."""
     from delbench.sdk.metrics import normdel
-    from delbench.runner import planned_cells
+    from delbench.run import planned_cells
     from delbench.sdk.subsets import subset_size
 
     problems: list[str] = []
@@ -630,7 +630,7 @@ def _rerun(directory: Path, header: dict[str, Any], protocol: Any, rows: list[Re
     """Re-run ``count`` sampled selection cells here (fresh work and cache folders) and
     compare: the subset hash exactly, every recorded metric within ``tolerance``."""
     from delbench.protocol import GeneralizationSpec
-    from delbench.runner import run_protocol
+    from delbench.run import run_protocol
 
     candidates = sorted((r for r in rows if r.ok and r.kind == "selection" and r.pretrain_epoch is None),
                         key=lambda r: r.key)

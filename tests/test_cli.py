@@ -276,7 +276,7 @@ def test_verify_detects_rows_that_disagree_with_their_subset(tiny_run, tmp_path,
 
 def test_an_observer_that_raises_does_not_silence_the_others(tmp_path, register_plugin, caplog):
     from delbench.protocol import load_protocol
-    from delbench.runner import run_protocol
+    from delbench.run import run_protocol
 
     heard: list[str] = []
 

@@ -90,7 +90,7 @@ VALIDITY = ROOT / "benchmarks" / "validity.py"
 
 
 def test_selectors_may_run_more_seeds_than_the_protocol():
-    from delbench.runner import plan_cells
+    from delbench.run import plan_cells
     protocol, _ = load_protocol(VALIDITY)
     seeds = {s.name: protocol.selector_seeds(s) for s in protocol.selectors}
     assert seeds["oracle"] == seeds["anti_oracle"] == protocol.seeds == tuple(range(8))

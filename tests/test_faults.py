@@ -455,7 +455,7 @@ def test_bad_seeds_in_a_protocol_built_in_code_name_the_key(tmp_path):
 
     from delbench.protocol import load_protocol
     from delbench.errors import ConfigError
-    from delbench.runner import run_protocol
+    from delbench.run import run_protocol
 
     protocol, _ = load_protocol(TINY)
     with pytest.raises(ConfigError, match=r"^seeds must be integers ≥ 0, got 'a' in \['a'\]$"):

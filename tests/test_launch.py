@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from delbench.cli import main
-from delbench.launch import SlurmOptions, cell_path, make_executor
+from delbench.run.launch import SlurmOptions, cell_path, make_executor
 from delbench.store import read_rows
 
 submitit = pytest.importorskip("submitit")

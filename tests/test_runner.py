@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from delbench.protocol import SelectorSpec, load_protocol
-from delbench.runner import plan_cells
+from delbench.run import plan_cells
 
 SMOKE = Path(__file__).resolve().parent.parent / "benchmarks" / "smoke.py"
 TINY = Path(__file__).resolve().parent / "configs" / "tiny.py"
@@ -29,7 +29,8 @@ def test_smoke_plan_has_one_cell_per_selection_and_unique_keys():
 def test_a_pinned_init_seed_gives_every_cell_the_same_initial_encoder():
     import torch
 
-    from delbench.runner import initial_backbone, seed_everything
+    from delbench.run.context import seed_everything
+    from delbench.run.pretrain import initial_backbone
 
     pinned, _ = load_protocol(TINY, {"pretrain.init_seed": 3})
     free, _ = load_protocol(TINY)

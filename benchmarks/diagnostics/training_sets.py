@@ -43,7 +43,7 @@ import numpy as np
 from delbench import discovery as plugins
 from delbench.cli import _key_values  # the CLI's own KEY=VALUE parsing
 from delbench.protocol import load_protocol
-from delbench.runner import seed_everything
+from delbench.run.context import seed_everything
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_PROTOCOL = HERE.parent / "validity.py"
@@ -111,7 +111,7 @@ def _start_checkpoint(start: str, protocol: Any, pool: Any, scratch: Path) -> Pa
         return None
     if start != "warmup":
         return Path(start)
-    from delbench.runner import warmed_backbone
+    from delbench.run.embeddings import warmed_backbone
 
     warmed_backbone(pool, protocol.backbone, checkpoint=None, warmup_steps=protocol.embedding.warmup_steps,
                     batch_size=protocol.pretrain.batch_size, optimizer=protocol.pretrain.optimizer,

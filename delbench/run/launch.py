@@ -1,8 +1,8 @@
 """Launchers: a protocol's cells as separate processes, through submitit (local, debug, SLURM).
 
 The unit of a job is a selection group (selector, ratio, seed: one selection and one
-pre-training shared by its task rows, :func:`delbench.runner.plan_groups`), plus one job for
-the reference encoders. A job runs the runner's own functions on its group and records each
+pre-training shared by its task rows, :func:`delbench.plan_groups`), plus one job for
+the reference encoders. A job runs the sweep's own functions on its group and records each
 row in its own cell file, ``<work_dir>/cells/<sha256 of the cell key>.json`` (atomically), so
 jobs never share a file they write. The launcher alone holds the work dir's lock, writes the
 header before any job starts and, once the jobs are over, merges the cell files into
@@ -26,8 +26,13 @@ from pathlib import Path
 from typing import Any
 
 from delbench.errors import ConfigError, DelbenchError
-from delbench.store import ROWS_FILE, ResultRow, append_row, lock_work_dir, read_rows
+from delbench.protocol import check_plugins, check_values, load_protocol
+from delbench.run.context import seed_everything, start_run
+from delbench.run.plan import group_cells, plan_groups, reference_cells
+from delbench.run.select import rebuild_subset_index
+from delbench.run.sweep import run_references, run_selection
 from delbench.sdk.files import atomic_write_json
+from delbench.store import ROWS_FILE, ResultRow, append_row, lock_work_dir, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -96,32 +101,27 @@ def _done_keys(work_dir: Path, keys: list[str]) -> set[str]:
 
 def run_job(job: Job) -> int:
     """In the job's process: run one group's unfinished cells, each row to its cell file."""
-    from delbench import runner
-    from delbench.protocol import load_protocol
-
     protocol, _ = load_protocol(job.config, job.cfg_options)
     work_dir = Path(job.work_dir)
-    ctx = runner.start_run(protocol, work_dir, True, None, False, prepare=False)
+    ctx = start_run(protocol, work_dir, True, None, False, prepare=False)
     ctx.record = lambda row: write_cell(work_dir, row)
-    groups = runner.plan_groups(protocol)
-    runner.seed_everything(min(protocol.seeds))
+    groups = plan_groups(protocol)
+    seed_everything(min(protocol.seeds))
     if job.group < len(groups):
-        cells = runner.group_cells(protocol, groups[job.group])
-        rows = runner.run_selection(ctx, groups[job.group], _done_keys(work_dir, [c.key for c in cells]))
+        cells = group_cells(protocol, groups[job.group])
+        rows = run_selection(ctx, groups[job.group], _done_keys(work_dir, [c.key for c in cells]))
     else:
-        cells = runner.reference_cells(protocol)
-        rows = runner.run_references(ctx, _done_keys(work_dir, [c.key for c in cells]))
+        cells = reference_cells(protocol)
+        rows = run_references(ctx, _done_keys(work_dir, [c.key for c in cells]))
     return len(rows)
 
 
 def merge_cells(work_dir: Path, protocol: Any) -> list[ResultRow]:
     """Append the cell files' rows to results.jsonl in plan order (the caller holds the lock);
     a row already there (same key and finish time) is skipped. Returns the rows appended."""
-    from delbench import runner
-
     present = {(row.key, row.finished_at) for row in read_rows(work_dir)}
-    cells = [c for group in runner.plan_groups(protocol) for c in runner.group_cells(protocol, group)]
-    cells += runner.reference_cells(protocol)
+    cells = [c for group in plan_groups(protocol) for c in group_cells(protocol, group)]
+    cells += reference_cells(protocol)
     merged = []
     for cell in cells:
         row = read_cell(work_dir, cell.key)
@@ -157,27 +157,25 @@ def launch(protocol: Any, config: str | Path, cfg_options: dict[str, Any], work_
     runner records cell failures as rows) are logged and named in the error raised after
     the merge, so what finished is kept.
     """
-    from delbench import runner
-
     if max_parallel < 1:
         raise ConfigError(f"--max-parallel must be at least 1, got {max_parallel}")
     work_dir = Path(work_dir)
     with lock_work_dir(work_dir):
-        runner.check_values(protocol)
-        runner.check_plugins(protocol)
-        runner.start_run(protocol, work_dir, resume, config_text, False)  # header, splits, orphans
-        groups = runner.plan_groups(protocol)
+        check_values(protocol)
+        check_plugins(protocol)
+        start_run(protocol, work_dir, resume, config_text, False)  # header, splits, orphans
+        groups = plan_groups(protocol)
         jobs = []
-        for index, cells in [*enumerate(runner.plan_groups(protocol)), (len(groups), None)]:
-            keys = [c.key for c in (runner.group_cells(protocol, cells) if cells is not None
-                                    else runner.reference_cells(protocol))]
+        for index, cells in [*enumerate(plan_groups(protocol)), (len(groups), None)]:
+            keys = [c.key for c in (group_cells(protocol, cells) if cells is not None
+                                    else reference_cells(protocol))]
             if keys and not set(keys) <= _done_keys(work_dir, keys):
                 jobs.append(Job(str(Path(config).resolve()), dict(cfg_options), str(work_dir.resolve()), index))
         logger.info("%s launcher: %d job(s) to run, %d group(s) already finished", launcher, len(jobs),
                     len(groups) + 1 - len(jobs))
         failures = _run_jobs(make_executor(launcher, work_dir / "submitit", slurm), jobs, launcher,
                              max_parallel, poll_s) if jobs else []
-        runner.rebuild_subset_index(work_dir)
+        rebuild_subset_index(work_dir)
         merged = merge_cells(work_dir, protocol)
     if failures:
         raise DelbenchError(f"{len(failures)} job(s) failed ({'; '.join(failures[:3])}); their logs are under "
