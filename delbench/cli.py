@@ -207,7 +207,7 @@ def _scoring_backbone(args: argparse.Namespace, pool: Any, spec: Any, dataset_pa
 
 def cmd_run(args: argparse.Namespace) -> int:
     from delbench.protocol import load_protocol
-    from delbench.report import write_report
+    from delbench.reports import write_report
     from delbench.store import lock_work_dir
     from delbench.run import run_protocol
 
@@ -239,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from delbench.report import parse_formats, write_report
+    from delbench.reports import parse_formats, write_report
 
     report = write_report(args.run_dir, parse_formats(args.format))
     if "md" in report.files:
@@ -252,7 +252,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def _print_validity(summary: dict[str, Any]) -> bool:
     """Print the bracket check's verdict (when the pool has planted ground truth); True when
     it passed."""
-    from delbench.report import validity_verdict
+    from delbench.reports import validity_verdict
 
     verdict = validity_verdict(summary)
     if verdict:

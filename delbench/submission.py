@@ -737,7 +737,7 @@ def leaderboard(paths: Sequence[str | Path], out_dir: str | Path, *, reference: 
     protocol than the leaderboard's (``reference``, else the first verified one's), is
     listed apart with the reason."""
     from delbench.protocol import DEFAULT_SIGNIFICANCE, load_protocol
-    from delbench.report import aggregate_selectors
+    from delbench.reports import aggregate_selectors
 
     verified, apart = [], []
     for path in paths:
@@ -775,7 +775,7 @@ def leaderboard(paths: Sequence[str | Path], out_dir: str | Path, *, reference: 
              "entries": entries, "unverified": apart}
     out_dir = Path(out_dir)
     markdown = render_leaderboard(board)
-    from delbench.report import markdown_to_html
+    from delbench.reports import markdown_to_html
 
     atomic_write_json(out_dir / "leaderboard.json", board)
     atomic_write_text(out_dir / "leaderboard.md", markdown)
@@ -787,7 +787,7 @@ def leaderboard(paths: Sequence[str | Path], out_dir: str | Path, *, reference: 
 def render_leaderboard(board: dict[str, Any]) -> str:
     from tabulate import tabulate
 
-    from delbench.report import _interval_text, statistics_note
+    from delbench.reports import interval_text, statistics_note
 
     stats = board["statistics"]
     level = f"{100 * stats['confidence']:g} %"
@@ -799,8 +799,8 @@ def render_leaderboard(board: dict[str, Any]) -> str:
              f"its {level} interval (stratified percentile bootstrap over seeds); score AUC is the normalised area "
              f"under the score-vs-ratio curve. Every submission passed `delbench verify` against the protocol.", ""]
     table = [[str(e["rank"]), e["selector"], e["submission"], ", ".join(f"{r:g}" for r in e["ratios"]),
-              "–".join(str(n) for n in sorted(set(e["n_seeds"]))), _interval_text(e["normdel_mean"], e["normdel_ci"]),
-              _interval_text(e["score_auc"], e["score_auc_ci"])] for e in board["entries"]]
+              "–".join(str(n) for n in sorted(set(e["n_seeds"]))), interval_text(e["normdel_mean"], e["normdel_ci"]),
+              interval_text(e["score_auc"], e["score_auc_ci"])] for e in board["entries"]]
     lines += [tabulate(table, headers=["rank", "selector", "submission", "ratios", "seeds", "NormDEL %",
                                        "score AUC %"], tablefmt="github", disable_numparse=True), ""]
     if board["unverified"]:

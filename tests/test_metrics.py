@@ -5,7 +5,7 @@ import pytest
 
 from delbench.errors import ConfigError
 from delbench.sdk.metrics import confusion_matrix, del_score, dice, mean_iou, normdel
-from delbench.stats import mean_interval, mean_std
+from delbench.reports.stats import mean_interval, mean_std
 
 
 @pytest.mark.parametrize("score, ratio, alpha, expected_del, expected_norm", [

@@ -1,11 +1,11 @@
-"""delbench.stats against values computed by hand (the arithmetic is in the comments)."""
+"""delbench.reports.stats against values computed by hand (the arithmetic is in the comments)."""
 import math
 
 import numpy as np
 import pytest
 
-from delbench.stats import (BOOTSTRAP_RESAMPLES, PairedGap, bootstrap_interval, bootstrap_means, curve_area,
-                            mean_interval, mean_std, paired_gap, percentile_interval, sign_flip_test, spearman)
+from delbench.reports.stats import (BOOTSTRAP_RESAMPLES, PairedGap, bootstrap_interval, bootstrap_means, curve_area,
+                                    mean_interval, mean_std, paired_gap, percentile_interval, sign_flip_test, spearman)
 
 T_975_2 = 4.302653  # Student t quantile 0.975 with 2 degrees of freedom (tables)
 T_975_9 = 2.262157  # ... with 9 degrees of freedom

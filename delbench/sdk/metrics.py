@@ -1,6 +1,6 @@
 """Metrics: segmentation scores, DEL / NormDEL and the embedding quality measure (numpy only).
 
-Statistics over seeds live in :mod:`delbench.stats`.
+Statistics over seeds live in :mod:`delbench.reports.stats`.
 
 Definitions (hand-checked in tests/test_metrics.py):
 

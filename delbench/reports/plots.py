@@ -1,12 +1,12 @@
 """The report's figures: matplotlib on the Agg backend (files only, never a window), PNG,
 each written atomically.
 
-Every figure function takes the summary (:func:`delbench.report.summarize`) and draws one
+Every figure function takes the summary (:func:`delbench.reports.summarize`) and draws one
 figure, or returns None when the run has nothing to show for it (no intermediate
 checkpoints, no cross-dataset cells, no planted ground truth, no recorded times).
 :data:`FIGURES` lists them in report order with their file names and captions, and
 :func:`draw_figures` writes each one beside the run's report. Scores are in %, intervals are
-the summary's (percentile bootstrap over seeds, :mod:`delbench.stats`); nothing here
+the summary's (percentile bootstrap over seeds, :mod:`delbench.reports.stats`); nothing here
 computes a statistic of its own.
 
 matplotlib is imported when a figure is drawn, never with this module's import.
