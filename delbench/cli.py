@@ -274,7 +274,7 @@ def _reference_protocol(args: argparse.Namespace):
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from delbench.submission import verify
+    from delbench.submissions import verify
 
     result = verify(args.target, reference=_reference_protocol(args), check_pool=not args.no_pool, rerun=args.rerun,
                     rerun_seed=args.rerun_seed, tolerance=args.tolerance)
@@ -298,7 +298,7 @@ def _print_findings(result: Any) -> bool:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from delbench.submission import verify, write_submission
+    from delbench.submissions import verify, write_submission
 
     out = write_submission(args.run_dir, args.out)
     print(f"written: {out}")
@@ -311,7 +311,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from delbench.submission import leaderboard
+    from delbench.submissions import leaderboard
 
     files = leaderboard(args.submissions, args.out, reference=_reference_protocol(args), check_pool=not args.no_pool)
     print(files["md"].read_text())
@@ -320,7 +320,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from delbench.submission import compare
+    from delbench.submissions import compare
 
     result = compare(args.run_dir, args.baseline, tolerance=args.tolerance)
     for difference in result.differences:

@@ -14,8 +14,7 @@ import pytest
 
 from delbench.cli import main
 from delbench.errors import SubmissionError
-from delbench.submission import (MANIFEST_FILE, compare, extract_submission, open_submission, verify,
-                                 write_submission)
+from delbench.submissions import MANIFEST_FILE, compare, extract_submission, open_submission, verify, write_submission
 
 TINY = str(Path(__file__).parent / "configs" / "tiny.py")
 
@@ -146,7 +145,7 @@ def test_an_altered_protocol_key_fails(copy, capsys):
 
 def test_a_selector_run_at_other_seeds_than_the_protocol_fails(run, tmp_path, capsys):
     from delbench.protocol import load_protocol
-    from delbench.submission import check_settings
+    from delbench.submissions import check_settings
 
     reference, _ = load_protocol(TINY)
     more_seeds, _ = load_protocol(TINY, {"selectors": [{"name": "random", "ratios": [0.1], "seeds": [0, 1]},
@@ -297,10 +296,10 @@ def _zero_bomb(path, size):
 
 
 def test_a_large_declared_member_is_refused_over_the_total_cap(tmp_path, monkeypatch):
-    import delbench.submission as submission
+    import delbench.submissions.extract as extract
 
     archive = _zero_bomb(tmp_path / "bomb.tar.gz", 4 << 20)
-    monkeypatch.setattr(submission, "RATIO_ALLOWANCE", 1 << 30)  # the ratio cap out of the way
+    monkeypatch.setattr(extract, "RATIO_ALLOWANCE", 1 << 30)  # the ratio cap out of the way
     target = tmp_path / "t"
     with pytest.raises(SubmissionError, match=r"refused: member 'zeros.bin' \(4194304 bytes\) takes the archive to "
                                               r"\d+ bytes, over the cap of 1048576 bytes; nothing was extracted"):
@@ -311,11 +310,11 @@ def test_a_large_declared_member_is_refused_over_the_total_cap(tmp_path, monkeyp
 
 
 def test_a_compression_bomb_is_refused_by_the_ratio_cap(run, tmp_path, monkeypatch, capsys):
-    import delbench.submission as submission
+    import delbench.submissions.extract as extract
 
     archive = _zero_bomb(tmp_path / "bomb.tar.gz", 16 << 20)  # gzips about 1000 fold
     assert archive.stat().st_size < 100 << 10
-    monkeypatch.setattr(submission, "RATIO_ALLOWANCE", 1 << 20)
+    monkeypatch.setattr(extract, "RATIO_ALLOWANCE", 1 << 20)
     with pytest.raises(SubmissionError, match=r"member 'zeros.bin' .* over 100 × the archive's \d+ bytes"):
         extract_submission(archive, tmp_path / "t")
     assert not (tmp_path / "t").exists()
@@ -332,7 +331,7 @@ def test_a_compression_bomb_is_refused_by_the_ratio_cap(run, tmp_path, monkeypat
 
 def test_a_member_longer_than_declared_is_stopped(tmp_path):
     """tarfile reads a member no further than its header's size; the copy still counts."""
-    from delbench.submission import _copy_member
+    from delbench.submissions.extract import _copy_member
 
     info = tarfile.TarInfo("a.bin")
     info.size = 4
@@ -342,7 +341,7 @@ def test_a_member_longer_than_declared_is_stopped(tmp_path):
 
 
 def test_a_real_submission_is_well_within_the_caps(run, tmp_path):
-    from delbench.submission import MAX_COMPRESSION_RATIO
+    from delbench.submissions.extract import MAX_COMPRESSION_RATIO
 
     archive = write_submission(run, tmp_path / "sub.tar.gz")
     with tarfile.open(archive) as tar:
