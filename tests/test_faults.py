@@ -499,12 +499,12 @@ def test_a_truncated_checkpoint_is_one_line_naming_it(tmp_path):
 
 
 def test_any_multi_line_error_is_printed_on_one_line(capsys, monkeypatch):
-    import delbench.cli
+    import delbench.cli.ls
 
     def explode(args):
         raise ValueError("first line\n  second line\n\nthird")
 
-    monkeypatch.setattr(delbench.cli, "cmd_list", explode)
+    monkeypatch.setattr(delbench.cli.ls, "run", explode)
     assert main(["list", "selectors"]) == 1
     assert _one_line_error(capsys) == "delbench: error (ValueError): first line second line third"
 

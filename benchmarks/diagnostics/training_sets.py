@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from delbench import discovery as plugins
-from delbench.cli import _key_values  # the CLI's own KEY=VALUE parsing
+from delbench.cli.base import key_values as _key_values  # the CLI's own KEY=VALUE parsing
 from delbench.protocol import load_protocol
 from delbench.run.context import seed_everything
 

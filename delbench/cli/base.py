@@ -1,0 +1,94 @@
+"""What the subcommands share: ``KEY=VALUE`` options, the protocol options of verify, submit
+and leaderboard, the shard options of select and embed, and printing verifications and the
+validity verdict. Heavy modules are imported inside the functions, so ``delbench --help``
+stays light."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Sequence
+
+
+def parse_value(text: str) -> Any:
+    """Option values: JSON, else a Python literal (``[{'a': 1}]``, ``(1, 2)``), else the string."""
+    import ast
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
+    from delbench.errors import ConfigError
+
+    out = {}
+    for pair in pairs or ():
+        if "=" not in pair:
+            raise ConfigError(f"{flag} expects key=value, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = parse_value(value)
+    return out
+
+
+def shard_world(args: argparse.Namespace):
+    """Which shards this process takes: its rank under torchrun, or ``--shard-rank`` of
+    ``--shard-count`` for one task of a job array (embed and select --work alike)."""
+    from delbench.sdk.distributed import World, world_from_env
+    from delbench.errors import ConfigError
+
+    world = world_from_env()
+    if args.shard_count is not None or args.shard_rank is not None:
+        if world.distributed:
+            raise ConfigError("--shard-rank/--shard-count are for job arrays; under torchrun the rank is RANK")
+        count, rank = args.shard_count or 1, args.shard_rank or 0
+        if count < 1 or not 0 <= rank < count:
+            raise ConfigError(f"--shard-rank must be in [0, --shard-count), got {rank} of {count}")
+        world = World(rank, count, 0)
+    return world
+
+
+def print_validity(summary: dict[str, Any]) -> bool:
+    """Print the bracket check's verdict (when the pool has planted ground truth); True when
+    it passed."""
+    from delbench.reports import validity_verdict
+
+    verdict = validity_verdict(summary)
+    if verdict:
+        print(verdict)
+    return bool((summary.get("validity") or {}).get("bracket_passed"))
+
+
+def reference_protocol(args: argparse.Namespace):
+    """The protocol a run or submission is checked against: ``--protocol FILE`` (with
+    ``--cfg-options``), else None (looked up by the name the run records)."""
+    from delbench.protocol import load_protocol
+    from delbench.errors import ConfigError
+
+    if args.protocol:
+        return load_protocol(args.protocol, key_values(args.cfg_options, "--cfg-options"))[0]
+    if args.cfg_options:
+        raise ConfigError("--cfg-options needs --protocol FILE (the options apply to that protocol)")
+    return None
+
+
+def print_findings(result: Any) -> bool:
+    """Print a verification's problems (one ``FAIL`` line each) and notes; whether it found any problem."""
+    for problem in result.problems:
+        print(f"FAIL {problem}")
+    for note in result.notes:
+        print(f"note: {note}")
+    return bool(result.problems)
+
+
+def add_protocol_options(p: argparse.ArgumentParser, pool: bool = True) -> None:
+    p.add_argument("--protocol", metavar="FILE",
+                   help="the protocol to check settings against (default: benchmarks/<protocol name>.py)")
+    p.add_argument("--cfg-options", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for --protocol")
+    if pool:
+        p.add_argument("--no-pool", action="store_true",
+                       help="do not re-open the pool here (its data may be elsewhere); hashes are still checked")

@@ -1,0 +1,29 @@
+"""``delbench report``: a run directory's report (summary.json, report.md, report.html)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from delbench.cli.base import print_validity
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("report", help="write the report of a run directory (summary.json, report.md, report.html)")
+    p.add_argument("run_dir")
+    p.add_argument("--format", default="md,json,html", metavar="md,json,html",
+                   help="comma-separated formats to write (default: all three)")
+    p.add_argument("--require-valid", action="store_true",
+                   help="exit 2 unless the bracket check (oracle > random > anti_oracle) passed")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from delbench.reports import parse_formats, write_report
+
+    report = write_report(args.run_dir, parse_formats(args.format))
+    if "md" in report.files:
+        print(report.files["md"].read_text())
+    print("written: " + ", ".join(str(path) for path in report.files.values()), file=sys.stderr)
+    valid = print_validity(report.summary)
+    return 2 if args.require_valid and not valid else 0
