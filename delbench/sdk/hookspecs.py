@@ -59,7 +59,7 @@ def delbench_cell_finished(row: dict[str, Any]) -> None:
 
     Called by the runner after the cell's result row has been written, failed cells included
     (``status == "failed"``), with the row's JSON record (``delbench.store.ResultRow``
-    ``.to_json()``: the schema in the README). Return values are ignored. Each
+    ``.to_json()``: the format in ``docs/results.md``). Return values are ignored. Each
     implementation is called on its own: one that raises is logged, and the run and every
     other observer go on.
     """

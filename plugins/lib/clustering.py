@@ -51,8 +51,8 @@ KMEANS_BACKENDS = ("auto", "faiss", "sklearn")
 #: how the clusters are found: one k-means ("flat"), or two levels (:func:`hierarchical_kmeans`)
 KMEANS_METHODS = ("auto", "flat", "hierarchical")
 #: "auto" clusters in two levels from this many clusters on. Below it flat k-means is cheap
-#: enough (at 1M × 768 and 1,000 clusters: see the README's selection timings) and every
-#: protocol so far (at most a few hundred clusters) keeps its subsets bit for bit; above it
+#: enough (at 1M × 768 and 1,000 clusters: the selection timings in docs/performance.md) and
+#: every protocol so far (at most a few hundred clusters) keeps its subsets bit for bit; above it
 #: flat k-means' n·k assignment and k² training dominate the selection.
 HIERARCHICAL_MIN_CLUSTERS = 4096
 #: a row of two-level k-means takes the nearest fine centroid of its this-many nearest coarse

@@ -69,7 +69,7 @@ class FolderDataset(Dataset):
 
     roles: ClassVar[tuple[str, ...]] = ("segmentation",)
     splits: ClassVar[tuple[str, ...]] = ("train", "test", "all")
-    #: one line describing the published layout (error messages, README)
+    #: one line describing the published layout (error messages, docs/datasets.md)
     layout_help: ClassVar[str] = ""
     #: stratify the seeded split by this item attribute ("label") or not at all (None)
     split_stratify: ClassVar[str | None] = None

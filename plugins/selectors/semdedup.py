@@ -39,9 +39,11 @@ class SemDeDup(ClusteringSelector):
     semantic deduplication", arXiv 2303.09540).
 
     K-means the L2-normalised embeddings; within each cluster, items whose cosine similarity
-    to another item exceeds ``1 - eps`` are semantic duplicates, and of each group of
-    duplicates the paper keeps the one with the *lowest* cosine similarity to the centroid
-    (farthest from it; its code calls this ``keep_hard``) and removes the rest. Unlike
+    to another item exceeds ``1 - eps`` are semantic duplicates. The cluster's items are
+    ordered by their cosine similarity to the centroid, lowest first (farthest from it; the
+    paper's code calls this ``keep_hard``), and an item is removed when it is a duplicate of
+    *any* earlier item of that order, whether that earlier item is kept or removed itself:
+    the paper's pairwise rule, so of each pair the one nearer the centroid goes. Unlike
     MedDEL there is no outlier step. ``eps`` is searched to keep exactly
     ``round(ratio · n)`` items (same one-pass score sort as MedDEL) and recorded.
 
@@ -57,7 +59,7 @@ class SemDeDup(ClusteringSelector):
     #    clusters every subset is version 1's, bit for bit
     version = "2"
     description = ("SemDeDup (Abbas et al. 2023): per k-means cluster, drop items with cosine > 1-eps "
-                   "to a kept item (keep the one farthest from the centroid); eps searched")
+                   "to any item farther from the centroid, kept or not; eps searched")
 
     def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, n_clusters: int | None = None,
                keep: str = "hard", center: bool = False, kmeans_iterations: int = DEFAULT_ITERATIONS,

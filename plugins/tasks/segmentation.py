@@ -14,7 +14,7 @@ Two heads (``head``):
   prediction. It measures what pre-training put into the tokens rather than what a trained
   head or fine-tuning can recover, and it is deterministic. On the embedded CPU protocols it
   is the probe that separated the best subsets from random ones; it does not separate random
-  from the worst (README, "What the smoke benchmark shows").
+  from the worst (docs/findings.md).
 
 Scores: mIoU (mean over classes including background, accumulated over the test set) and
 foreground Dice; see :mod:`delbench.sdk.metrics`.
