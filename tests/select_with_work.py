@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 import delbench
-from delbench.sdk.shards import SelectionWork
 from delbench.run.select import run_selector
+from delbench.sdk.shards import SelectionWork
 from delbench.testing import InMemoryDataset
 from delbench_plugins.lib import cluster_duplicates
 

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from delbench.protocol import load_protocol, protocol_from_dict
 from delbench.errors import ConfigError, DelbenchError
+from delbench.protocol import load_protocol, protocol_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ROOT / "benchmarks" / "smoke.py"

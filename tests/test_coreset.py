@@ -9,8 +9,8 @@ import pytest
 
 import delbench
 from delbench.errors import ConfigError
-from delbench.testing import InMemoryDataset
 from delbench.sdk.selection import largest_remainder
+from delbench.testing import InMemoryDataset
 from delbench_plugins.selectors.coreset import (
     farthest_first_order,
     knn_graph,

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from delbench.sdk.distributed import World, sample_noise, world_from_env
 from delbench.errors import ConfigError
+from delbench.sdk.distributed import World, sample_noise, world_from_env
 
 HERE = Path(__file__).parent
 

@@ -6,9 +6,9 @@ import pytest
 
 from delbench import get_dataset
 from delbench.cli import main
-from delbench.sdk.distributed import World
 from delbench.embed import embed_shards, load_embeddings, plan_shards, shard_ranges
 from delbench.errors import DelbenchError, SelectionError
+from delbench.sdk.distributed import World
 from delbench.sdk.subsets import ids_sha256
 
 N, SHARD = 40, 16

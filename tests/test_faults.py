@@ -18,8 +18,8 @@ import pytest
 from delbench import hookimpl
 from delbench.cli import main
 from delbench.errors import LockError, WriteError
-from delbench.store import LOCK_FILE, ROWS_FILE, ResultRow, WorkDirLock, append_row, read_rows
 from delbench.sdk.files import atomic_save_npy, atomic_write_text, remove_orphan_temporaries, temp_path
+from delbench.store import LOCK_FILE, ROWS_FILE, ResultRow, WorkDirLock, append_row, read_rows
 
 TINY = str(Path(__file__).parent / "configs" / "tiny.py")
 RANDOM_ONLY = "selectors=[{'name':'random','ratios':[0.1]}]"
@@ -453,8 +453,8 @@ def test_bad_seeds_in_a_protocol_built_in_code_name_the_key(tmp_path):
     seeds=('a',) and failed inside them without naming the key."""
     import dataclasses
 
-    from delbench.protocol import load_protocol
     from delbench.errors import ConfigError
+    from delbench.protocol import load_protocol
     from delbench.run import run_protocol
 
     protocol, _ = load_protocol(TINY)

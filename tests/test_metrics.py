@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from delbench.errors import ConfigError
-from delbench.sdk.metrics import confusion_matrix, del_score, dice, mean_iou, normdel
 from delbench.reports.stats import mean_interval, mean_std
+from delbench.sdk.metrics import confusion_matrix, del_score, dice, mean_iou, normdel
 
 
 @pytest.mark.parametrize("score, ratio, alpha, expected_del, expected_norm", [

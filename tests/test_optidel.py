@@ -13,10 +13,10 @@ import pytest
 import delbench
 from delbench.cli import main
 from delbench.errors import ConfigError, SelectionError
-from delbench.store import read_rows, verify_run
 from delbench.run.select import run_selector
 from delbench.sdk.derived import DerivedImages, load_derived, pixel_sha256, read_png, verify_derived
 from delbench.sdk.subsets import subset_size
+from delbench.store import read_rows, verify_run
 from delbench.testing import FakeBackbone, InMemoryDataset
 from delbench_plugins.lib import region_proposals
 from delbench_plugins.lib.region_proposals import ClassicalProposer, finalise_boxes, grow_box, sam_model_type

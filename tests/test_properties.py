@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from delbench import discovery
-from delbench.errors import DatasetError, DelbenchError, SelectionError
-from delbench.sdk.imaging import decode_check, mask_value_problem, read_image, read_mask
 from delbench.embed import read_embeddings
+from delbench.errors import DatasetError, DelbenchError, SelectionError
 from delbench.run.select import run_selector
+from delbench.sdk.imaging import decode_check, mask_value_problem, read_image, read_mask
 from delbench.sdk.subsets import subset_size
 from delbench.testing import make_contract_pool
 from delbench.testing.fixtures import FakeBackbone, PoolView

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from delbench.reports.plots import draw_figures
 from delbench.reports import render_markdown, summarize, validity_verdict, write_report
+from delbench.reports.plots import draw_figures
 from delbench.store import HEADER_FILE, ROWS_FILE, ResultRow, SCHEMA_VERSION, append_row
 
 GOLDEN = Path(__file__).parent / "data" / "report_golden.md"

@@ -12,10 +12,10 @@ import pytest
 
 import delbench
 from delbench.cli import main
-from delbench.sdk.distributed import World
 from delbench.errors import SelectionError
-from delbench.sdk.shards import SelectionWork, ShardFiles, run_shards
 from delbench.run.select import run_selector
+from delbench.sdk.distributed import World
+from delbench.sdk.shards import SelectionWork, ShardFiles, run_shards
 from delbench.testing import InMemoryDataset, clustered_embeddings
 from delbench_plugins.lib import cluster_duplicates
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from delbench.errors import ConfigError, SelectionError
-from delbench.sdk.contracts import Selector
 from delbench.run.select import run_selector
+from delbench.sdk.contracts import Selector
 from delbench.sdk.subsets import ids_sha256, subset_sha256
 from delbench.testing import InMemoryDataset, check_selector
 

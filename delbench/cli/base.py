@@ -38,8 +38,8 @@ def key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
 def shard_world(args: argparse.Namespace):
     """Which shards this process takes: its rank under torchrun, or ``--shard-rank`` of
     ``--shard-count`` for one task of a job array (embed and select --work alike)."""
-    from delbench.sdk.distributed import World, world_from_env
     from delbench.errors import ConfigError
+    from delbench.sdk.distributed import World, world_from_env
 
     world = world_from_env()
     if args.shard_count is not None or args.shard_rank is not None:
@@ -66,8 +66,8 @@ def print_validity(summary: dict[str, Any]) -> bool:
 def reference_protocol(args: argparse.Namespace):
     """The protocol a run or submission is checked against: ``--protocol FILE`` (with
     ``--cfg-options``), else None (looked up by the name the run records)."""
-    from delbench.protocol import load_protocol
     from delbench.errors import ConfigError
+    from delbench.protocol import load_protocol
 
     if args.protocol:
         return load_protocol(args.protocol, key_values(args.cfg_options, "--cfg-options"))[0]

@@ -35,8 +35,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from delbench.protocol import load_protocol
     from delbench.reports import write_report
-    from delbench.store import lock_work_dir
     from delbench.run import run_protocol
+    from delbench.store import lock_work_dir
 
     options = key_values(args.cfg_options, "--cfg-options")
     protocol, cfg = load_protocol(args.config, options)

@@ -42,12 +42,12 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from delbench import discovery
-    from delbench.errors import ConfigError
-    from delbench.sdk.params import check_plugin_params
-    from delbench.sdk.files import atomic_save_npy
     from delbench.embed import load_embeddings
+    from delbench.errors import ConfigError
     from delbench.protocol import SelectorSpec
     from delbench.run.select import select
+    from delbench.sdk.files import atomic_save_npy
+    from delbench.sdk.params import check_plugin_params
     from delbench.sdk.subsets import ids_sha256
 
     dataset_params = key_values(args.dataset_param, "--dataset-param")
@@ -135,8 +135,8 @@ def _scoring_backbone(args: argparse.Namespace, pool: Any, spec: Any, dataset_pa
     ``delbench run`` caches its warm-up under the run's)."""
     import hashlib
 
-    from delbench.sdk.files import cache_base
     from delbench.run.embeddings import warmed_backbone
+    from delbench.sdk.files import cache_base
 
     key = json.dumps({"dataset": args.dataset, "params": dataset_params, "split": args.split, "backbone": spec.name,
                       "backbone_params": spec.params, "warmup_steps": args.warmup_steps}, sort_keys=True, default=str)

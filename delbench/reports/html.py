@@ -91,8 +91,9 @@ def markdown_to_html(text: str, image: Callable[[str], str], title: str) -> str:
     it. The CSS is inline and there is no script."""
     body = markdown.markdown(text, extensions=["tables", "toc", _PageExtension(image)], output_format="html")
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{html.escape(title)}</title>\n"
-            f"<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n{body}\n</main>\n</body>\n</html>\n")
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{html.escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n<main>\n{body}\n"
+            "</main>\n</body>\n</html>\n")
 
 
 def render_html(summary: dict[str, Any], figures: Iterable[tuple[str, str]], directory: str | Path) -> str:

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from delbench.store import PLOT_FILE
 from delbench.sdk.files import atomic_path
+from delbench.store import PLOT_FILE
 
 
 def _pyplot():

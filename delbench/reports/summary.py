@@ -73,7 +73,7 @@ def compare_with_baseline(rows: list[ResultRow], significance: float) -> list[di
 def aggregate_selectors(rows: list[ResultRow], confidence: float) -> list[dict[str, Any]]:
     """Per selector, over its final ok cells: NormDEL averaged over datasets and ratios (the
     mean of the cells' means over seeds) and the area under its score-vs-ratio curve
-    (:func:`delbench.stats.curve_area` per task, averaged over tasks; NaN with one ratio),
+    (:func:`delbench.reports.stats.curve_area` per task, averaged over tasks; NaN with one ratio),
     each with the percentile interval of the stratified bootstrap (every cell's seeds
     resampled within the cell). Ranked by NormDEL, best first."""
     final = [r for r in rows if r.ok and r.ratio is not None and r.pretrain_epoch is None]

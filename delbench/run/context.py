@@ -74,7 +74,7 @@ class RunContext:
     env: dict[str, Any] = field(default_factory=dict)
     observers: list[Callable[[dict[str, Any]], None]] = field(default_factory=list)
     #: where a finished row goes (None: appended to the work dir's results.jsonl); a launched
-    #: job records each row in its own cell file instead (:mod:`delbench.launch`)
+    #: job records each row in its own cell file instead (:mod:`delbench.run.launch`)
     record: Callable[[ResultRow], None] | None = None
 
 
@@ -131,7 +131,8 @@ def start_run(protocol: Protocol, work_dir: Path, resume: bool, config_text: str
     cache_dir = Path(protocol.runtime.get("cache_dir") or work_dir / "cache")
     if prepare:
         _remove_orphans(work_dir, cache_dir)
-    if protocol.execution.checkpoint_every and not pretrain_takes(discovery.get("backbone", protocol.backbone.name), "resume_dir"):
+    backbone = discovery.get("backbone", protocol.backbone.name)
+    if protocol.execution.checkpoint_every and not pretrain_takes(backbone, "resume_dir"):
         logger.warning("backbone %r cannot resume pre-training (its pretrain takes no resume_dir): a killed "
                        "pre-training restarts from step 0", protocol.backbone.name)
     ctx = RunContext(protocol, work_dir, cache_dir, progress, observers=list(observers or []))

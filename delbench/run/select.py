@@ -198,7 +198,7 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
 
 def rebuild_subset_index(work_dir: Path) -> None:
     """Record every subset file of ``work_dir`` in its index again: jobs running side by side
-    (:mod:`delbench.launch`) may each have rewritten the index without the others' entries."""
+    (:mod:`delbench.run.launch`) may each have rewritten the index without the others' entries."""
     directory = work_dir / "subsets"
     for meta_path in sorted(directory.glob("*.json")) if directory.is_dir() else ():
         if meta_path.name != SUBSETS_FILE:

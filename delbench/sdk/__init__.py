@@ -25,7 +25,8 @@ nothing imports torch when imported.
 from delbench.errors import ConfigError, DatasetError, DelbenchError, SelectionError, WriteError, one_line
 from delbench.sdk.contracts import (PRECISIONS, Backbone, Dataset, Plugin, Selector, Task, check_precision,
                                     pretrain_takes)
-from delbench.sdk.derived import DerivedImage, DerivedSelection, DerivedSource, pixel_sha256, read_png, write_derived_image
+from delbench.sdk.derived import (DerivedImage, DerivedSelection, DerivedSource, pixel_sha256, read_png,
+                                  write_derived_image)
 from delbench.sdk.distributed import World, device_for, process_group, sample_generator, sample_noise, world_from_env
 from delbench.sdk.files import (atomic_path, atomic_save_npy, atomic_write_json, atomic_write_text, cache_base, dumps,
                                 file_lock, file_sha256)
@@ -37,7 +38,8 @@ from delbench.sdk.params import (check_bool, check_choice, check_int, check_know
                                  check_split, check_subset, is_int, is_number)
 from delbench.sdk.selection import check_positive_int, largest_remainder, lowest_first
 from delbench.sdk.shards import SelectionWork, ShardFiles, array_digest, embeddings_fingerprint, run_shards
-from delbench.sdk.subsets import Selection, check_embeddings, ids_sha256, selected_ids_sha256, subset_sha256, subset_size
+from delbench.sdk.subsets import (Selection, check_embeddings, ids_sha256, selected_ids_sha256, subset_sha256,
+                                  subset_size)
 from delbench.sdk.training_state import (TrainingState, indices_digest, load_optimizer, load_state, optimizer_tensors,
                                          save_state)
 

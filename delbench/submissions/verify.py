@@ -23,7 +23,8 @@ from delbench.run import planned_cells, run_protocol
 from delbench.sdk.files import file_sha256
 from delbench.sdk.metrics import normdel
 from delbench.sdk.subsets import ids_sha256, subset_size
-from delbench.store import HEADER_FILE, ROWS_FILE, SUBSETS_FILE, ResultRow, iter_rows, read_header, read_rows, verify_run
+from delbench.store import (HEADER_FILE, ROWS_FILE, SUBSETS_FILE, ResultRow, iter_rows, read_header, read_rows,
+                            verify_run)
 from delbench.submissions.extract import open_submission
 from delbench.submissions.format import (CONFIG_FILE, IDS_SUFFIX, MANIFEST_FILE, POOL_IDS_FILE, SUBMISSION_FORMAT,
                                          read_ids)
