@@ -1,6 +1,7 @@
 """The report format is pinned by a golden file; aggregation is checked by hand."""
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -410,3 +411,19 @@ window.addEventListener('load', () => {
     assert images == shown == 6
     assert tables == page.count("<table>") >= 6
     assert "Downstream scores" in result.stdout and "Aggregate per selector" in result.stdout
+
+
+def test_html_pages_carry_no_markup_links_or_images_from_run_data():
+    """Labels and errors come from runs and submissions: rendered as text, never as markup, a
+    link or a fetched image (the leaderboard shows other people's labels)."""
+    from delbench.reports import markdown_to_html
+
+    hostile = "[x](javascript:alert(1)) ![t](http://example.com/t.png) <http://example.com> <script>alert(2)</script>"
+    markdown = (f"# report\n\n## Scores\n\n| selector | score |\n|---|---|\n| {hostile} | 1 |\n\n"
+                f"- `cell`: failed: {hostile}\n\n![a figure](scores.png)\n")
+    page = markdown_to_html(markdown, lambda src: f"data:image/png;base64,{src}", "t")
+    body = page.split("<main>", 1)[1]
+    assert "<script" not in body and "&lt;script&gt;" in body
+    assert "javascript:" not in body and "http://example.com/t.png" not in body
+    assert re.findall(r'<a [^>]*href="([^"]*)"', body) == ["#scores"]  # the nav, nothing else
+    assert re.findall(r'<img [^>]*src="([^"]*)"', body) == ["data:image/png;base64,scores.png"]

@@ -41,16 +41,37 @@ nav a { margin-right: .9rem; }
 """
 
 
+def _as_text(parent: ElementTree.Element, child: ElementTree.Element, text: str) -> None:
+    """Replace ``child`` of ``parent`` by plain ``text`` (followed by the child's tail)."""
+    at = list(parent).index(child)
+    joined = text + (child.tail or "")
+    if at == 0:
+        parent.text = (parent.text or "") + joined
+    else:
+        parent[at - 1].tail = (parent[at - 1].tail or "") + joined
+    parent.remove(child)
+
+
 class _Page(Treeprocessor):
     """The page's own shape: an image alone in a paragraph becomes a figure with its caption
     (its ``src`` through ``image``), a table is wrapped to scroll sideways, and the level-2
-    headings are linked from a nav under the title."""
+    headings are linked from a nav under the title. Any other image or link (a label or an
+    error message of a run or submission that reads as Markdown) becomes its text: the page
+    fetches nothing and links nowhere but to its own sections."""
 
     def __init__(self, md: markdown.Markdown, image: Callable[[str], str]) -> None:
         super().__init__(md)
         self.image = image
 
     def run(self, root: ElementTree.Element) -> None:
+        parents = {child: parent for parent in root.iter() for child in parent}
+        for element in [e for e in root.iter() if e.tag in ("a", "img")]:
+            is_figure = element.tag == "img" and parents[element] in root and len(parents[element]) == 1 \
+                and parents[element].tag == "p" and not (parents[element].text or "").strip() \
+                and not (element.tail or "").strip()
+            if element.tag == "a" or not is_figure:
+                _as_text(parents[element], element, element.get("alt", "") if element.tag == "img"
+                         else "".join(element.itertext()))
         for index, element in enumerate(list(root)):
             if element.tag == "p" and len(element) == 1 and element[0].tag == "img" \
                     and not (element.text or "").strip() and not (element[0].tail or "").strip():
