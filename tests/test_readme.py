@@ -99,3 +99,13 @@ def test_the_documented_selectors_meet_the_contract(text, marker):
     if marker == "class EveryKth":  # the template checks its parameters when called directly too
         with pytest.raises(ConfigError, match=key):
             selector().select(pool, 0.1, seed=0, **{key: -1})
+
+
+def test_where_things_live_names_every_module_of_the_core():
+    block = README.split("## Where things live", 1)[1].split("```text", 1)[1].split("```", 1)[0]
+    for path in sorted((ROOT / "delbench").rglob("*.py")):
+        if path.name in ("__init__.py", "__main__.py") or "testing" in path.parts:
+            continue
+        assert re.search(rf"\b{re.escape(path.stem)}(\.py)?\b", block), f"{path.relative_to(ROOT)} is not named"
+    for folder in re.findall(r"^  (\w+)/", block, flags=re.M):
+        assert (ROOT / "delbench" / folder).is_dir(), f"delbench/{folder}/ is named but absent"
