@@ -77,7 +77,7 @@ def test_kcenter_radius_beats_random_and_shrinks_with_budget():
 
 def test_kcenter_with_few_centres_spreads_over_partitions():
     points, labels = _blobs(8, 40, seed=3)
-    selection = _select("kcenter_greedy", 3 / 320, points, exact=False, partition_size=40)
+    selection = _select("kcenter_greedy", 3 / 320, points, exact=False, partition_size=40, global_steps=0)
     assert selection.diagnostics["partitions"] == 8
     assert selection.diagnostics["partitions_without_centre"] == 5
     assert len(set(labels[selection.indices].tolist())) == 3
@@ -373,3 +373,21 @@ def test_facility_location_approximation_keeps_the_full_dimension():
     points, _ = _blobs(5, 80, dim=200, seed=17)
     selection = _select("facility_location", 0.05, points, exact=False, partition_size=100)
     assert selection.diagnostics["projection_dim"] is None and selection.diagnostics["partitions"] >= 4
+
+
+def test_kcenter_approximation_ends_with_exact_global_steps(monkeypatch):
+    points = np.random.default_rng(18).standard_normal((400, 40)).astype(np.float32)
+    unit = _unit(points)
+
+    def radius(chosen):
+        return np.linalg.norm(unit[:, None, :] - unit[chosen][None, :, :], axis=2).min(axis=1).max()
+
+    projected = _select("kcenter_greedy", 0.1, points, exact=False, projection_dim=8, global_steps=0)
+    refined = _select("kcenter_greedy", 0.1, points, exact=False, projection_dim=8, global_steps=20)
+    assert projected.diagnostics["global_steps"] == 0 and refined.diagnostics["global_steps"] == 20
+    # after the global steps the recorded radius is the true one, in the full dimension
+    assert refined.diagnostics["radius"] == pytest.approx(radius(refined.indices), rel=1e-4)
+    assert radius(refined.indices) <= radius(projected.indices)
+    # the steps run only while their cost fits the exact algorithm's bounds
+    monkeypatch.setattr(coreset, "EXACT_MAX_BYTES", 1)
+    assert _select("kcenter_greedy", 0.1, points, exact=False, projection_dim=8).diagnostics["global_steps"] == 0

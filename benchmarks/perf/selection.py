@@ -43,9 +43,12 @@ facility-location value (sum over the pool of the largest clipped cosine similar
 higher is better), MMD (distance between the mean of the picks and the pool mean, linear
 kernel; lower is better) — and the approximation's objective over the exact one's.
 ``--sizes bound`` takes, per selector, the largest pool at which ``exact='auto'`` still runs
-the exact algorithm at this dimension and ratio:
+the exact algorithm at this dimension and ratio; ``--blobs 60,1.0`` replaces the synthetic
+pool's embeddings by 60 noisy clusters; ``--approx-params`` adds approximations to compare
+(e.g. version 1's defaults):
 
-    python benchmarks/perf/selection.py --compare-exact --sizes bound --ratio 0.05 --dim 768
+    python benchmarks/perf/selection.py --compare-exact --sizes bound --ratio 0.05 --dim 768 \
+        --approx-params '{"kcenter_greedy": [{}, {"partition_size": 10000}]}'
 
 Selectors that need a backbone get ``delbench.testing.FakeBackbone`` (so their time is the
 harness' share only); image-based selectors render the synthetic frames, which dominates.
@@ -113,6 +116,20 @@ def write_embeddings(path: Path, n: int, dim: int, image_size: int, seed: int = 
     out.flush()
     del out
     os.replace(partial, path)
+    return path
+
+
+def write_blobs(path: Path, n: int, dim: int, spec: str, seed: int = 0) -> Path:
+    """``CLUSTERS,NOISE``: n rows, each a random unit cluster centre plus Gaussian noise of
+    norm about NOISE (float16), cluster of each row drawn uniformly."""
+    if path.exists():
+        return path
+    clusters, noise = int(spec.split(",")[0]), float(spec.split(",")[1])
+    rng = np.random.default_rng([seed, 4])
+    centres = rng.standard_normal((clusters, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rows = centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)) / math.sqrt(dim)
+    np.save(path, rows.astype(np.float16))
     return path
 
 
@@ -378,31 +395,35 @@ def exact_bound(name: str, dim: int, ratio: float) -> int:
     return low
 
 
-def compare_exact(args: argparse.Namespace, name: str, n: int, path: Path, work: Path) -> dict[str, Any]:
-    """``name`` with ``exact=True`` and ``exact=False`` on the same embeddings: time, memory,
-    objective of each in the full dimension, and the approximation's over the exact one's."""
+def compare_exact(args: argparse.Namespace, name: str, n: int, path: Path, work: Path) -> list[dict[str, Any]]:
+    """``name`` with ``exact=True`` and with ``exact=False`` (its defaults, then each further
+    parameter set of ``--approx-params``) on the same embeddings: one row per approximation
+    with time, memory and objective (full dimension) of both, and approximate over exact."""
     objective, lower_is_better = EXACT_OBJECTIVES[name]
-    approx_params = {"exact": False, **json.loads(args.approx_params or "{}").get(name, {})}
-    runs, kept = {}, {}
-    for label, params in (("exact", {"exact": True}), ("approximate", approx_params)):
-        saved = work / f"exact_{label}_{name}_{n}.npy"
-        runs[label] = _spawn(args, name, path, reference=False, save_indices=saved, params=params)
-        if "seconds" in runs[label]:
-            kept[label] = np.load(saved)
-    row: dict[str, Any] = {"selector": name, "n": n, "dim": args.dim, "compare": "exact",
-                           "objective": objective, "lower_is_better": lower_is_better,
-                           "approx_params": approx_params, **runs}
-    if kept:
-        unit = _unit_rows(path)
-        for label, picked in kept.items():
-            row[label][objective] = OBJECTIVE_FUNCTIONS[objective](unit, picked)
-        if len(kept) == 2:
-            exact, approximate = row["exact"][objective], row["approximate"][objective]
-            row["approx_over_exact"] = round(approximate / exact, 5) if exact else None
-            row["approx_over_exact_seconds"] = round(runs["approximate"]["seconds"] / runs["exact"]["seconds"], 3)
-            common = np.intersect1d(kept["exact"], kept["approximate"]).size
-            row["jaccard"] = round(common / max(1, np.union1d(kept["exact"], kept["approximate"]).size), 4)
-    return row
+    given = json.loads(args.approx_params or "{}").get(name, [{}])
+    variants = [{"exact": False, **params} for params in (given if isinstance(given, list) else [given])]
+    unit = None
+    runs, kept = [], []
+    for label, params in [("exact", {"exact": True})] + [(f"approximate{i}", v) for i, v in enumerate(variants)]:
+        saved = work / f"{label}_{name}_{n}.npy"
+        runs.append(_spawn(args, name, path, reference=False, save_indices=saved, params=params))
+        kept.append(np.load(saved) if "seconds" in runs[-1] else None)
+        if kept[-1] is not None:
+            unit = _unit_rows(path) if unit is None else unit
+            runs[-1][objective] = OBJECTIVE_FUNCTIONS[objective](unit, kept[-1])
+    rows = []
+    for params, run, picked in zip(variants, runs[1:], kept[1:]):
+        row: dict[str, Any] = {"selector": name, "n": n, "dim": args.dim, "embeddings": args.blobs or "synthetic pool",
+                               "compare": "exact", "objective": objective, "lower_is_better": lower_is_better,
+                               "approx_params": params, "exact": runs[0], "approximate": run}
+        if picked is not None and kept[0] is not None:
+            exact = runs[0][objective]
+            row["approx_over_exact"] = round(run[objective] / exact, 5) if exact else None
+            row["approx_over_exact_seconds"] = round(run["seconds"] / runs[0]["seconds"], 3)
+            row["jaccard"] = round(np.intersect1d(kept[0], picked).size
+                                   / max(1, np.union1d(kept[0], picked).size), 4)
+        rows.append(row)
+    return rows
 
 
 def growth_exponents(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
@@ -440,7 +461,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare-exact", action="store_true",
                         help="run the coreset selectors with exact=True and exact=False and compare objectives")
     parser.add_argument("--approx-params", default=None,
-                        help='with --compare-exact: JSON {selector: {param: value}} for the approximate run')
+                        help="with --compare-exact: JSON {selector: [{param: value}, ...]}, one approximate run "
+                             "per parameter set (default [{}]: its defaults)")
+    parser.add_argument("--blobs", default=None, metavar="CLUSTERS,NOISE",
+                        help="with --compare-exact: embeddings of CLUSTERS noisy clusters instead of the synthetic pool's")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     # internal: one measured run in a fresh process
@@ -519,25 +543,33 @@ def main_compare_exact(args: argparse.Namespace, names: list[str], work: Path) -
         sizes = [bound] if args.sizes == "bound" else [int(s) for s in args.sizes.split(",")]
         for n in sizes:
             started = time.perf_counter()
-            path = write_embeddings(work / f"embeddings_n{n}_d{args.dim}.npy", n, args.dim, args.image_size)
+            if args.blobs:
+                path = write_blobs(work / f"blobs_{args.blobs.replace(',', '_')}_n{n}_d{args.dim}.npy", n, args.dim,
+                                   args.blobs)
+            else:
+                path = write_embeddings(work / f"embeddings_n{n}_d{args.dim}.npy", n, args.dim, args.image_size)
             print(f"n={n}: embeddings {path} ready in {time.perf_counter() - started:.1f} s", flush=True)
-            rows.append({**compare_exact(args, name, n, path, work), "exact_bound_n": bound})
-            print(json.dumps(rows[-1]), flush=True)
+            for row in compare_exact(args, name, n, path, work):
+                rows.append({**row, "exact_bound_n": bound})
+                print(json.dumps(rows[-1]), flush=True)
     try:
         from tabulate import tabulate
 
-        table = [[r["selector"], r["n"], r["exact_bound_n"], r["objective"],
+        table = [[r["selector"], json.dumps({k: v for k, v in r["approx_params"].items() if k != "exact"}),
+                  r["n"], r["exact_bound_n"], r["objective"],
                   (r.get("exact") or {}).get(r["objective"]), (r.get("approximate") or {}).get(r["objective"]),
                   r.get("approx_over_exact"), (r.get("exact") or {}).get("seconds", (r.get("exact") or {}).get("error")),
                   (r.get("approximate") or {}).get("seconds"), (r.get("exact") or {}).get("peak_anon_mib"),
                   (r.get("approximate") or {}).get("peak_anon_mib"), r.get("jaccard")] for r in rows]
-        print(tabulate(table, headers=["selector", "n", "exact bound n", "objective", "exact", "approximate",
+        print(tabulate(table, headers=["selector", "approx params", "n", "exact bound n", "objective", "exact",
+                                       "approximate",
                                        "approx/exact", "exact s", "approx s", "exact anon MiB", "approx anon MiB",
                                        "Jaccard"], floatfmt=".5g"))
     except ImportError:
         pass
     if args.out:
         Path(args.out).write_text(json.dumps({"dim": args.dim, "ratio": args.ratio, "seed": args.seed,
+                                              "embeddings": args.blobs or "synthetic pool",
                                               "cpu_count": os.cpu_count(), "rows": rows}, indent=2))
 
 

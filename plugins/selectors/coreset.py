@@ -277,6 +277,42 @@ def farthest_first_order(points: np.ndarray, start: int) -> np.ndarray:
     return np.asarray(order, np.int64)
 
 
+def nearest_squared_distances(rows: np.ndarray, squared: np.ndarray, centres: np.ndarray,
+                              *, block: int = DENSE_BLOCK) -> np.ndarray:
+    """Squared Euclidean distance of every row to its nearest row of ``centres`` (positions),
+    float32, −1 at the centres; one (block × k) matrix product at a time."""
+    centre_rows, centre_squared = rows[centres], squared[centres]
+    nearest = np.empty(rows.shape[0], np.float32)
+    for start in range(0, rows.shape[0], block):
+        distance = squared[start:start + block, None] - 2.0 * (rows[start:start + block] @ centre_rows.T)
+        distance += centre_squared
+        nearest[start:start + block] = distance.min(axis=1) if centres.size else np.inf
+    np.maximum(nearest, 0.0, out=nearest)  # rounding must not look like a centre
+    nearest[centres] = -1.0
+    return nearest
+
+
+def farthest_first_steps(rows: np.ndarray, squared: np.ndarray, nearest: np.ndarray, steps: int) -> list[int]:
+    """Continue Gonzalez's traversal over all ``rows`` for ``steps`` centres: each takes the
+    row farthest from its nearest centre (``nearest``: squared distances, −1 at centres,
+    updated in place; ties to the first row)."""
+    picked = []
+    for _ in range(steps):
+        position = int(np.argmax(nearest))
+        distance = squared - 2.0 * (rows @ rows[position]) + squared[position]
+        np.maximum(distance, 0.0, out=distance)
+        np.minimum(nearest, distance, out=nearest)
+        nearest[position] = -1.0
+        picked.append(position)
+    return picked
+
+
+def global_steps_that_fit(requested: int, cost: ExactCost) -> int:
+    """``requested`` when the approximation's global final steps (estimated ``cost``) stay
+    within the exact algorithm's bounds, else 0."""
+    return requested if requested and cost.within_bounds() else 0
+
+
 class KCenterGreedy(_CoresetSelector):
     """k-center greedy core-set (Sener & Savarese, "Active Learning for Convolutional Neural
     Networks: A Core-Set Approach", ICLR 2018; Gonzalez's 2-approximation, 1985).
@@ -288,37 +324,47 @@ class KCenterGreedy(_CoresetSelector):
     ``sampling_methods/kcenter_greedy.py``) and DeepCore's ``k_center_greedy``; distances are
     Euclidean between L2-normalised rows.
 
-    Exact (module docstring; ``exact='auto'`` while about n·d·k ≤ 1.7·10¹¹, e.g. up to 58,600
-    rows at d = 768 and 5 %): one partition, the full dimension. Approximation beyond: the
-    same greedy after a seeded random projection to ``projection_dim`` dimensions (128), and
-    within k-means partitions of ``partition_size`` rows. ``partition_size='auto'`` (the
-    default) makes them as large as the time bound allows — the largest size whose projected
-    greedy the cost model puts within :data:`EXACT_MAX_SECONDS`, at least
-    :data:`MIN_AUTO_PARTITION` — so just past the exact bound the approximation is the
-    projected greedy on one partition. Partitions cost more than the projection: a cluster
-    that k-means splits needs a centre per piece, and with about as many clusters as centres
-    the radius stays at the distance between clusters (measured at the exact bound, README:
-    one projected partition 1.3 % above the exact radius; eight partitions of 10,000, the
-    version 1 default, 41 % above). The greedy over partitions is still global: a heap holds
-    each partition's current farthest item, and every step serves the partition with the
-    largest one, so spread-out partitions receive more centres (no fixed allocation). Every
-    partition receives its first centre — a seeded random member — before any receives a
-    second, in farthest-first order of the partition means starting from the partition of a
-    seeded random row (so with fewer centres than partitions, the partitions covered are
-    spread out). Parameters: ``exact`` ('auto'), ``partition_size`` ('auto' or rows),
-    ``projection_dim`` (128; None keeps the full dimension), ``kmeans_iterations``,
-    ``kmeans_backend``. Diagnostics: ``exact``, ``radius`` (largest remaining distance, in the
-    space the greedy ran in, over partitions with a centre), ``partitions_without_centre``,
-    ``partition_size``, partition and projection details, ``time_s``. Version 2: exact below
-    the bound and partitions sized by the bound (version 1 always projected and partitioned
-    by 10,000).
+    Exact (module docstring; ``exact='auto'`` while about n·d·k ≤ 1.7·10¹¹, e.g. up to 58,622
+    rows at d = 768 and 5 %): one partition, the full dimension. Approximation beyond, in two
+    stages. First, all but the last ``global_steps`` centres by the same greedy after a
+    seeded random projection to ``projection_dim`` dimensions (128), within k-means
+    partitions of ``partition_size`` rows. ``partition_size='auto'`` (the default) makes
+    them as large as the time bound allows — the largest size whose projected greedy the cost
+    model puts within :data:`EXACT_MAX_SECONDS`, at least :data:`MIN_AUTO_PARTITION` — so
+    past the exact bound the first stage is the projected greedy on one partition (up to
+    about 140,000 rows at d = 768 and 5 %). Then every row's distance to its nearest centre is
+    computed in the full dimension (one n × k × d matrix product, in blocks) and the last
+    ``global_steps`` (256) centres are exact farthest-first steps over the whole pool: the
+    radius is the distance to the farthest row, so the final steps in the true geometry
+    remove what the projection missed. They run while their estimated cost
+    (:meth:`global_steps_cost`) fits the exact algorithm's bounds; beyond, the first stage
+    takes the whole budget. Measured at the exact bound (README, Performance): the projected
+    greedy alone leaves the radius 2–5 % above the exact one, with the global steps it is
+    within 1 %; partitions cost more than the projection — a cluster that k-means splits
+    needs a centre per piece, and with about as many clusters as centres the radius stays at
+    the distance between clusters (eight partitions of 10,000, the version 1 default, 41 %
+    above the exact radius on the synthetic pool at 5 %). Over partitions the greedy is still
+    global: a heap holds each partition's current farthest item, and every step serves the
+    partition with the largest one, so spread-out partitions receive more centres (no fixed
+    allocation). Every partition receives its first centre — a seeded random member — before
+    any receives a second, in farthest-first order of the partition means starting from the
+    partition of a seeded random row (so with fewer centres than partitions, the partitions
+    covered are spread out). Parameters: ``exact`` ('auto'), ``partition_size`` ('auto' or
+    rows), ``projection_dim`` (128; None keeps the full dimension), ``global_steps`` (256),
+    ``kmeans_iterations``, ``kmeans_backend``. Diagnostics: ``exact``, ``radius`` (largest
+    remaining distance, in the full dimension when the exact algorithm or the global steps
+    ran, else in the projection and within partitions with a centre), ``global_steps`` (how
+    many ran), ``partitions_without_centre``, ``partition_size``, partition and projection
+    details, ``time_s``. Version 2: exact below the bound, partitions sized by the bound and
+    the global steps (version 1 always projected and partitioned by 10,000).
     """
 
     name = "kcenter_greedy"
     version = "2"
     auto_partition_size = True
-    description = ("k-center greedy core-set (Sener & Savarese 2018): exact farthest-first where cheap, "
-                   "else on a random projection within k-means partitions sized by the time bound")
+    approximation_params = (*_CoresetSelector.approximation_params, "global_steps")
+    description = ("k-center greedy core-set (Sener & Savarese 2018): exact farthest-first where cheap, else "
+                   "on a random projection within k-means partitions, then exact global final steps")
 
     @classmethod
     def exact_cost(cls, n: int, dim: int, k: int) -> ExactCost:
@@ -334,16 +380,34 @@ class KCenterGreedy(_CoresetSelector):
         steps = GREEDY_STEP_SECONDS * (width + GREEDY_STEP_PASSES) * max(k, 1)
         return int(min(max(n, 1), max(MIN_AUTO_PARTITION, EXACT_MAX_SECONDS // steps)))
 
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_int(params, "global_steps", 0)
+
+    @staticmethod
+    def global_steps_cost(n: int, dim: int, k: int, steps: int, width: int) -> ExactCost:
+        """Estimated cost of the final global steps: every row's full-dimension distance to the
+        k − steps centres (one n × (k − steps) × d product), then ``steps`` exact greedy steps;
+        memory: the full-dimension and the ``width``-wide rows in float32."""
+        seconds = DENSE_SECONDS * n * (k - steps) * dim + GREEDY_STEP_SECONDS * n * (dim + GREEDY_STEP_PASSES) * steps
+        return ExactCost(seconds, 4 * n * (dim + width + 3))
+
     def choose(self, pool: Dataset, k: int, *, seed: int, embeddings: np.ndarray, exact: bool | str = "auto",
-               partition_size: int | str = "auto", projection_dim: int | None = 128,
+               partition_size: int | str = "auto", projection_dim: int | None = 128, global_steps: int = 256,
                kmeans_iterations: int = DEFAULT_ITERATIONS, kmeans_backend: str = "auto") -> tuple[np.ndarray, dict]:
+        n, dim = len(pool), int(embeddings.shape[1])
+        width = min(dim, projection_dim or dim)
         if partition_size == "auto":
-            width = min(int(embeddings.shape[1]), projection_dim or int(embeddings.shape[1]))
-            partition_size = self.budgeted_partition_size(len(pool), k, width)
+            partition_size = self.budgeted_partition_size(n, k, width)
         setup = self._set_up(embeddings, k, seed=seed, exact=exact, partition_size=partition_size,
                              projection_dim=projection_dim, kmeans_iterations=kmeans_iterations,
                              kmeans_backend=kmeans_backend, diagnostics={"partition_size": partition_size})
-        n, budget, partitioning, diagnostics = len(pool), k, setup.partitioning, setup.diagnostics
+        budget, partitioning, diagnostics = k, setup.partitioning, setup.diagnostics
+        approximate = setup.projection is not None or len(partitioning.members) > 1
+        requested = min(global_steps, max(budget - 1, 0)) if approximate else 0
+        final = global_steps_that_fit(requested, self.global_steps_cost(n, dim, budget, requested, width))
+        first_stage = budget - final
         rows = rows_in_partition_order(embeddings, partitioning, setup.projection)
         squared = np.einsum("ij,ij->i", rows, rows)
         offsets = partitioning.offsets
@@ -364,7 +428,7 @@ class KCenterGreedy(_CoresetSelector):
         rng = np.random.default_rng([int(seed), 0x4B43])
         means = np.stack([rows[offsets[c]:offsets[c + 1]].mean(axis=0) for c in range(count)])
         first_part = int(np.searchsorted(offsets, rng.integers(n), side="right") - 1)
-        opened = farthest_first_order(means, first_part)[:budget]
+        opened = farthest_first_order(means, first_part)[:first_stage]
         for part in opened.tolist():
             add_centre(int(offsets[part] + rng.integers(offsets[part + 1] - offsets[part])), part)
 
@@ -375,7 +439,7 @@ class KCenterGreedy(_CoresetSelector):
                 heap.append((-float(nearest[lo:hi].max()), part))
         heapq.heapify(heap)
         with single_threaded_blas():
-            while len(chosen) < budget:
+            while len(chosen) < first_stage:
                 _, part = heapq.heappop(heap)
                 lo, hi = offsets[part], offsets[part + 1]
                 position = int(lo + np.argmax(nearest[lo:hi]))  # ties: first in partition order
@@ -388,7 +452,15 @@ class KCenterGreedy(_CoresetSelector):
         covered[opened] = True
         radius = max((float(nearest[offsets[c]:offsets[c + 1]].max()) for c in np.flatnonzero(covered)),
                      default=0.0)
-        diagnostics.update({"radius": float(np.sqrt(max(radius, 0.0))),
+        if final:  # the last centres: exact steps over the whole pool in the full dimension
+            del rows
+            full = rows_in_partition_order(embeddings, partitioning, None)
+            full_squared = np.einsum("ij,ij->i", full, full)
+            nearest = nearest_squared_distances(full, full_squared, np.asarray(chosen, np.int64))
+            with single_threaded_blas():
+                chosen += farthest_first_steps(full, full_squared, nearest, final)
+            radius = float(nearest.max())
+        diagnostics.update({"radius": float(np.sqrt(max(radius, 0.0))), "global_steps": final,
                             "partitions_without_centre": int(count - covered.sum())})
         return partitioning.order[np.asarray(chosen, np.int64)], diagnostics
 
@@ -440,7 +512,7 @@ class Herding(_CoresetSelector):
     which picks the item farthest from what the mean needs and does not track it; it is not
     followed here.
 
-    Exact (module docstring; ``exact='auto'`` while about n·d·k ≤ 1.7·10¹¹, e.g. up to 58,600
+    Exact (module docstring; ``exact='auto'`` while about n·d·k ≤ 1.7·10¹¹, e.g. up to 58,622
     rows at d = 768 and 5 %): the greedy over every row. Approximation beyond: the budget
     less the last ``global_steps`` picks is split across k-means partitions of about
     ``partition_size`` rows in proportion to their sizes (largest remainder), and each
@@ -450,10 +522,11 @@ class Herding(_CoresetSelector):
     the rounding of the integer budgets is absorbed as well). The last ``global_steps`` picks
     (256) are exact herding steps over the whole pool, continuing that error: the final mean
     error is set by the last steps, and a partition offers them too few candidates (measured
-    at the exact bound, README: partitions alone 22 % above the exact algorithm's mean error,
-    with the 256 global steps within 1 %). Those steps hold the pool's rows in float32 and
-    run only while they fit in :data:`EXACT_MAX_BYTES` (n·d·4 bytes: up to 699,050 rows at
-    d = 768); beyond, the partitions take the whole budget. In the full embedding dimension
+    at the exact bound in three settings, README: partitions alone 6 % and 11 % above the
+    exact algorithm's mean error, and 14 % below in the third; with the 256 global steps
+    between 4 % below and 1.2 % above). Those steps hold the pool's rows in float32 and run
+    while their estimated cost fits the exact algorithm's bounds (n·d·4 bytes: up to 699,050
+    rows at d = 768); beyond, the partitions take the whole budget. In the full embedding dimension
     by default (``projection_dim`` None), because herding in a random projection only
     controls the projected part of the mean. The greedy uses no randomness; the seed only
     enters through the partitioning of large pools (the class sets ``deterministic_in_seed``).
@@ -491,8 +564,10 @@ class Herding(_CoresetSelector):
         n, budget, partitioning, diagnostics = len(pool), k, setup.partitioning, setup.diagnostics
         width = embeddings.shape[1] if projection is None else projection.shape[1]
         sizes = np.array([m.size for m in partitioning.members])
-        # the last picks search the whole pool when there are partitions and its rows fit
-        final = (min(budget, global_steps) if len(sizes) > 1 and 4 * n * width <= EXACT_MAX_BYTES else 0)
+        # the last picks search the whole pool when there are partitions and the steps fit the bounds
+        requested = min(budget, global_steps) if len(sizes) > 1 else 0
+        final = global_steps_that_fit(requested, ExactCost(
+            GREEDY_STEP_SECONDS * n * (width + GREEDY_STEP_PASSES) * requested, 4 * n * width))
         in_partitions = budget - final
         # float quotas, as herding version 1 always used: there, remainders equal on paper are
         # ordered by float rounding, not by position as exact integer quotas would; the two differ
@@ -687,8 +762,8 @@ class FacilityLocation(_CoresetSelector):
     search inside k-means partitions of about ``partition_size`` rows (module docstring),
     one partition read from the embeddings at a time, so near a partition border an item's
     neighbours are its nearest ones inside the partition. In the full dimension by default
-    (``projection_dim`` None; measured at the exact bound, README: 0.7 % below the exact
-    objective, and 1.7 % below with version 1's 128-d projection). The search runs in faiss
+    (``projection_dim`` None; measured at the exact bound in three settings, README: 0.2–1.2 %
+    below the exact objective, and 1.5–1.7 % below with version 1's 128-d projection). The search runs in faiss
     when it is installed (``knn_backend='auto'``; about 10× faster) or in numpy; both are exact
     and differ at most in how exact ties are broken; the backend is recorded. The lazy greedy
     runs once over the whole graph, so partitions get centres in proportion to what they
