@@ -35,9 +35,9 @@ cluster the full c × c similarity matrix in plain numpy. It prints our time / r
 and the overlap of the two subsets (they should agree up to float rounding at the threshold).
 
 ``--compare-exact`` runs each coreset selector (``kcenter_greedy``, ``herding``,
-``facility_location``) twice on the same embeddings, with ``exact=True`` and ``exact=False``
-(its documented approximation, or the parameters given by ``--approx-params``), and prints for
-each its time, peak memory and objective on the L2-normalised rows in the full dimension —
+``facility_location``) on the same embeddings with ``exact=True`` and with ``exact=False`` (its
+documented approximation, and one more run per parameter set ``--approx-params`` lists), and
+prints for each its time, peak memory and objective on the L2-normalised rows in the full dimension —
 covering radius (largest distance from a pool item to its nearest pick; lower is better),
 facility-location value (sum over the pool of the largest clipped cosine similarity to a pick;
 higher is better), MMD (distance between the mean of the picks and the pool mean, linear

@@ -63,8 +63,6 @@ MAX_SPLIT_ROUNDS = 3
 EXACT_MAX_SECONDS = 60.0
 #: ... and its estimated peak memory at most this many bytes
 EXACT_MAX_BYTES = 2 * 2**30
-#: the values ``exact`` takes
-EXACT_CHOICES = (True, False, "auto")
 #: cost model of the exact algorithms, measured on the 2-core development machine while other
 #: jobs shared it (load average 3–3.6; README, Performance: ``benchmarks/perf/selection.py
 #: --compare-exact`` prints estimate and measurement side by side): seconds per multiply-add
@@ -222,7 +220,8 @@ class _CoresetSelector(Selector):
             check_int(params, "partition_size", 1)
         check_int(params, "projection_dim", 1, allow_none=True)
         check_exact(params)
-        if params.get("exact") is True:
+        exact = params.get("exact", "auto")
+        if isinstance(exact, (bool, np.bool_)) and exact:
             ignored = [name for name in cls.approximation_params if name in params]
             if ignored:
                 raise ConfigError(f"exact=True runs the exact algorithm, which takes no {', '.join(ignored)} "
