@@ -391,3 +391,14 @@ def test_kcenter_approximation_ends_with_exact_global_steps(monkeypatch):
     # the steps run only while their cost fits the exact algorithm's bounds
     monkeypatch.setattr(coreset, "EXACT_MAX_BYTES", 1)
     assert _select("kcenter_greedy", 0.1, points, exact=False, projection_dim=8).diagnostics["global_steps"] == 0
+
+
+def test_defaults_run_the_exact_algorithms_on_a_small_pool():
+    """Version 1 projected k-center to 128 dimensions and gave facility location a 10-NN graph
+    at any size; now the defaults are the plain greedies where they are cheap."""
+    points = np.random.default_rng(19).standard_normal((120, 160)).astype(np.float32)
+    unit = _unit(points)
+    kcenter = _select("kcenter_greedy", 0.1, points)
+    assert kcenter.indices.tolist() in [_brute_kcenter(unit, int(s), 12)[0] for s in kcenter.indices]
+    assert _select("facility_location", 0.1, points).indices.tolist() == _brute_facility_location(unit, 12)[0]
+    assert _select("herding", 0.1, points).indices.tolist() == _brute_herding(unit, 12)
