@@ -47,7 +47,8 @@ def _select(name, ratio, embeddings, seed=0, **params):
 
 
 # --- k-center greedy -------------------------------------------------------------------------
-@pytest.mark.parametrize("params", [{}, {"exact": False, "partition_size": 10_000}, {"exact": False, "partition_size": 60}])
+@pytest.mark.parametrize("params", [{}, {"exact": False, "partition_size": 10_000},
+                                    {"exact": False, "partition_size": 60}])
 def test_kcenter_covers_every_cluster_before_repeating_one(params):
     points, labels = _blobs(6, 50)
     for seed in range(3):

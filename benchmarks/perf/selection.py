@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="with --compare-exact: JSON {selector: [{param: value}, ...]}, one approximate run "
                              "per parameter set (default [{}]: its defaults)")
     parser.add_argument("--blobs", default=None, metavar="CLUSTERS,NOISE",
-                        help="with --compare-exact: embeddings of CLUSTERS noisy clusters instead of the synthetic pool's")
+                        help="with --compare-exact: embeddings of CLUSTERS noisy clusters, not the synthetic pool's")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     # internal: one measured run in a fresh process
@@ -558,7 +558,8 @@ def main_compare_exact(args: argparse.Namespace, names: list[str], work: Path) -
         table = [[r["selector"], json.dumps({k: v for k, v in r["approx_params"].items() if k != "exact"}),
                   r["n"], r["exact_bound_n"], r["objective"],
                   (r.get("exact") or {}).get(r["objective"]), (r.get("approximate") or {}).get(r["objective"]),
-                  r.get("approx_over_exact"), (r.get("exact") or {}).get("seconds", (r.get("exact") or {}).get("error")),
+                  r.get("approx_over_exact"),
+                  (r.get("exact") or {}).get("seconds", (r.get("exact") or {}).get("error")),
                   (r.get("approximate") or {}).get("seconds"), (r.get("exact") or {}).get("peak_anon_mib"),
                   (r.get("approximate") or {}).get("peak_anon_mib"), r.get("jaccard")] for r in rows]
         print(tabulate(table, headers=["selector", "approx params", "n", "exact bound n", "objective", "exact",

@@ -325,37 +325,37 @@ class KCenterGreedy(_CoresetSelector):
 
     Exact (module docstring; ``exact='auto'`` while about n·d·k ≤ 1.7·10¹¹, e.g. up to 58,622
     rows at d = 768 and 5 %): one partition, the full dimension. Approximation beyond, in two
-    stages. First, all but the last ``global_steps`` centres by the same greedy after a
-    seeded random projection to ``projection_dim`` dimensions (128), within k-means
-    partitions of ``partition_size`` rows. ``partition_size='auto'`` (the default) makes
-    them as large as the time bound allows — the largest size whose projected greedy the cost
-    model puts within :data:`EXACT_MAX_SECONDS`, at least :data:`MIN_AUTO_PARTITION` — so
-    past the exact bound the first stage is the projected greedy on one partition (up to
-    about 140,000 rows at d = 768 and 5 %). Then every row's distance to its nearest centre is
-    computed in the full dimension (one n × k × d matrix product, in blocks) and the last
-    ``global_steps`` (256) centres are exact farthest-first steps over the whole pool: the
-    radius is the distance to the farthest row, so the final steps in the true geometry
-    remove what the projection missed. They run while their estimated cost
-    (:meth:`global_steps_cost`) fits the exact algorithm's bounds; beyond, the first stage
-    takes the whole budget. Measured at the exact bound (README, Performance): the projected
-    greedy alone leaves the radius 2–5 % above the exact one, with the global steps it is
-    within 1 %; partitions cost more than the projection — a cluster that k-means splits
-    needs a centre per piece, and with about as many clusters as centres the radius stays at
-    the distance between clusters (eight partitions of 10,000, the version 1 default, 41 %
-    above the exact radius on the synthetic pool at 5 %). Over partitions the greedy is still
-    global: a heap holds each partition's current farthest item, and every step serves the
-    partition with the largest one, so spread-out partitions receive more centres (no fixed
-    allocation). Every partition receives its first centre — a seeded random member — before
-    any receives a second, in farthest-first order of the partition means starting from the
-    partition of a seeded random row (so with fewer centres than partitions, the partitions
-    covered are spread out). Parameters: ``exact`` ('auto'), ``partition_size`` ('auto' or
-    rows), ``projection_dim`` (128; None keeps the full dimension), ``global_steps`` (256),
-    ``kmeans_iterations``, ``kmeans_backend``. Diagnostics: ``exact``, ``radius`` (largest
-    remaining distance, in the full dimension when the exact algorithm or the global steps
-    ran, else in the projection and within partitions with a centre), ``global_steps`` (how
-    many ran), ``partitions_without_centre``, ``partition_size``, partition and projection
-    details, ``time_s``. Version 2: exact below the bound, partitions sized by the bound and
-    the global steps (version 1 always projected and partitioned by 10,000).
+    stages. First, all but the last ``global_steps`` centres by the same greedy after a seeded
+    random projection to ``projection_dim`` dimensions (128), within k-means partitions of
+    ``partition_size`` rows. ``partition_size='auto'`` (the default) makes them as large as the
+    time bound allows — the largest size whose projected greedy the cost model puts within
+    :data:`EXACT_MAX_SECONDS`, at least :data:`MIN_AUTO_PARTITION` — so past the exact bound
+    the first stage is the projected greedy on one partition (up to about 140,000 rows at d =
+    768 and 5 %). Then every row's distance to its nearest centre is computed in the full
+    dimension (one n × k × d matrix product, in blocks) and the last ``global_steps`` (256)
+    centres are exact farthest-first steps over the whole pool: the radius is the distance to
+    the farthest row, so the final steps in the true geometry remove what the projection
+    missed. They run while their estimated cost (:meth:`global_steps_cost`) fits the exact
+    algorithm's bounds; beyond, the first stage takes the whole budget. Measured at the exact
+    bound (README, Performance): the projected greedy alone leaves the radius 2–5 % above the
+    exact one, with the global steps it is between 0.8 % below and 1.1 % above; partitions cost
+    more than the projection — a cluster that k-means splits needs a centre per piece, and with
+    about as many clusters as centres the radius stays at the distance between clusters (eight
+    partitions of 10,000, the version 1 default, 41 % above the exact radius on the synthetic
+    pool at 5 %). Over partitions the greedy is still global: a heap holds each partition's
+    current farthest item, and every step serves the partition with the largest one, so
+    spread-out partitions receive more centres (no fixed allocation). Every partition receives
+    its first centre — a seeded random member — before any receives a second, in farthest-first
+    order of the partition means starting from the partition of a seeded random row (so with
+    fewer centres than partitions, the partitions covered are spread out). Parameters:
+    ``exact`` ('auto'), ``partition_size`` ('auto' or rows), ``projection_dim`` (128; None
+    keeps the full dimension), ``global_steps`` (256), ``kmeans_iterations``,
+    ``kmeans_backend``. Diagnostics: ``exact``, ``radius`` (largest remaining distance, in the
+    full dimension when the exact algorithm or the global steps ran, else in the projection and
+    within partitions with a centre), ``global_steps`` (how many ran),
+    ``partitions_without_centre``, ``partition_size``, partition and projection details,
+    ``time_s``. Version 2: exact below the bound, partitions sized by the bound and the global
+    steps (version 1 always projected and partitioned by 10,000).
     """
 
     name = "kcenter_greedy"
