@@ -82,6 +82,35 @@ def make_kvasir_instrument(root: Path, names, *, test_count: int = 1, size: int 
     return root
 
 
+EDD2020_CLASSES = ("BE", "suspicious", "HGD", "cancer", "polyp")
+
+
+def edd2020_stem(name: str) -> str:
+    """A published-style EDD2020 image stem (``EDD2020_ACB0001``: it holds an underscore)."""
+    return f"EDD2020_{name}"
+
+
+def make_edd2020(root: Path, names, size: int | Size = (24, 20)) -> Path:
+    """``originalImages/<stem>.jpg``, ``masks/<stem>_<class>.tif`` (0/255, one file per class
+    present), ``bbox/<stem>.txt`` (``xmin ymin xmax ymax class``) and ``class_list.txt``, as
+    published. Image i has class i mod 5 in box (1, 2, 10, 9) shifted right by i mod 5; every
+    third image also has the next class in box (6, 4, 14, 12), overlapping the first."""
+    (root / "class_list.txt").parent.mkdir(parents=True, exist_ok=True)
+    (root / "class_list.txt").write_text("\n".join(EDD2020_CLASSES) + "\n")
+    for i, name in enumerate(names):
+        stem = edd2020_stem(name)
+        write_image(root / "originalImages" / f"{stem}.jpg", size=size, seed=i)
+        boxes = [(EDD2020_CLASSES[i % 5], (1 + i % 5, 2, 10 + i % 5, 9))]
+        if i % 3 == 0:
+            boxes.append((EDD2020_CLASSES[(i + 1) % 5], (6, 4, 14, 12)))
+        for cls, box in boxes:
+            write_mask(root / "masks" / f"{stem}_{cls}.tif", size=size, box=box)
+        (root / "bbox").mkdir(exist_ok=True)
+        (root / "bbox" / f"{stem}.txt").write_text("".join(f"{x0} {y0} {x1} {y1} {cls}\n"
+                                                           for cls, (x0, y0, x1, y1) in boxes))
+    return root
+
+
 def _paired(images: str, masks: str, image_ext: str, mask_ext: str, mask_name=lambda stem: stem):
     def build(root: Path, names, size: int | Size) -> Path:
         return make_pairs(root, images, masks, names, image_ext=image_ext, mask_ext=mask_ext,
@@ -100,6 +129,7 @@ SEGMENTATION_LAYOUTS: dict[str, Callable[..., Path]] = {
     "etis_larib": _paired("ETIS-LaribPolypDB", "GroundTruth", ".tif", ".tif", lambda stem: f"p{stem}"),
     # PolypGen has its own centre layout: one frame per centre plus the C3 exception
     "polypgen2021": lambda root, names, size: make_polypgen(root, per_centre=1, size=size),
+    "edd2020": make_edd2020,
 }
 
 

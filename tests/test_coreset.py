@@ -11,6 +11,7 @@ import delbench
 from delbench.errors import ConfigError
 from delbench.sdk.selection import largest_remainder
 from delbench.testing import InMemoryDataset
+from delbench_plugins.selectors import coreset
 from delbench_plugins.selectors.coreset import (
     farthest_first_order,
     knn_graph,
@@ -46,13 +47,14 @@ def _select(name, ratio, embeddings, seed=0, **params):
 
 
 # --- k-center greedy -------------------------------------------------------------------------
-@pytest.mark.parametrize("partition_size", [10_000, 60])
-def test_kcenter_covers_every_cluster_before_repeating_one(partition_size):
+@pytest.mark.parametrize("params", [{}, {"exact": False, "partition_size": 10_000},
+                                    {"exact": False, "partition_size": 60}])
+def test_kcenter_covers_every_cluster_before_repeating_one(params):
     points, labels = _blobs(6, 50)
     for seed in range(3):
-        chosen = _select("kcenter_greedy", 6 / 300, points, seed=seed, partition_size=partition_size).indices
+        chosen = _select("kcenter_greedy", 6 / 300, points, seed=seed, **params).indices
         assert sorted(labels[chosen].tolist()) == [0, 1, 2, 3, 4, 5]
-        twelve = _select("kcenter_greedy", 12 / 300, points, seed=seed, partition_size=partition_size).indices
+        twelve = _select("kcenter_greedy", 12 / 300, points, seed=seed, **params).indices
         assert set(labels[twelve].tolist()) == set(range(6))
 
 
@@ -76,7 +78,7 @@ def test_kcenter_radius_beats_random_and_shrinks_with_budget():
 
 def test_kcenter_with_few_centres_spreads_over_partitions():
     points, labels = _blobs(8, 40, seed=3)
-    selection = _select("kcenter_greedy", 3 / 320, points, partition_size=40)
+    selection = _select("kcenter_greedy", 3 / 320, points, exact=False, partition_size=40, global_steps=0)
     assert selection.diagnostics["partitions"] == 8
     assert selection.diagnostics["partitions_without_centre"] == 5
     assert len(set(labels[selection.indices].tolist())) == 3
@@ -88,13 +90,14 @@ def test_farthest_first_order_by_hand():
 
 
 # --- herding -----------------------------------------------------------------------------
-@pytest.mark.parametrize("partition_size", [2_000, 300])
-def test_herding_mean_tracks_pool_mean_better_than_random(partition_size):
+@pytest.mark.parametrize("params", [{}, {"exact": False, "partition_size": 300},
+                                    {"exact": False, "partition_size": 300, "global_steps": 0}])
+def test_herding_mean_tracks_pool_mean_better_than_random(params):
     rng = np.random.default_rng(2)
     points = (rng.standard_normal((1200, 24)) + np.linspace(0, 2, 24)).astype(np.float32)
     unit = _unit(points)
     target = unit.mean(axis=0)
-    selection = _select("herding", 0.05, points, partition_size=partition_size)
+    selection = _select("herding", 0.05, points, **params)
     herded = np.linalg.norm(unit[selection.indices].mean(axis=0) - target)
     assert selection.diagnostics["mean_error"] == pytest.approx(herded, rel=1e-3, abs=1e-6)
     random_errors = [np.linalg.norm(unit[rng.choice(1200, 60, replace=False)].mean(axis=0) - target)
@@ -134,7 +137,7 @@ def test_largest_remainder_exact_ties_and_tie_break():
 # --- facility location -------------------------------------------------------------------
 def test_facility_location_picks_one_representative_per_cluster():
     points, labels = _blobs(8, 10, spread=0.08, seed=4)
-    selection = _select("facility_location", 8 / 80, points, n_neighbors=10)
+    selection = _select("facility_location", 8 / 80, points, exact=False, n_neighbors=10)
     chosen = selection.indices
     assert sorted(labels[chosen].tolist()) == list(range(8))
     # each pick is its cluster's medoid: the member with the largest summed similarity
@@ -192,8 +195,9 @@ def test_knn_graph_is_exact_and_includes_self(backend):
 
 def test_facility_location_fills_budget_after_full_coverage():
     points, _ = _blobs(3, 4)
-    chosen = _select("facility_location", 1.0, points, n_neighbors=20).indices
-    assert chosen.tolist() == list(range(12))
+    for params in ({"exact": False, "n_neighbors": 20}, {"exact": True}):
+        chosen = _select("facility_location", 1.0, points, **params).indices
+        assert chosen.tolist() == list(range(12))
 
 
 # --- shared machinery -------------------------------------------------------------------
@@ -219,12 +223,12 @@ def test_float16_memmap_input_and_projection(tmp_path, name):
     path = tmp_path / "embeddings.npy"
     np.save(path, points.astype(np.float16))
     mapped = np.load(path, mmap_mode="r")
-    selection = _select(name, 0.05, mapped, projection_dim=64, partition_size=100)
-    assert selection.indices.size == 20
+    selection = _select(name, 0.05, mapped, exact=False, projection_dim=64, partition_size=100)
+    assert selection.indices.size == 20 and selection.diagnostics["exact"] is False
     assert selection.diagnostics["projection_dim"] == 64
     assert selection.diagnostics["partitions"] >= 4
     assert set(labels[selection.indices].tolist()) == set(range(5))
-    again = _select(name, 0.05, mapped, projection_dim=64, partition_size=100)
+    again = _select(name, 0.05, mapped, exact=False, projection_dim=64, partition_size=100)
     assert np.array_equal(selection.indices, again.indices)
 
 
@@ -240,3 +244,162 @@ def test_unknown_knn_backend_is_a_clear_error():
     points, _ = _blobs(2, 5)
     with pytest.raises(ConfigError, match="knn_backend"):
         _select("facility_location", 0.5, points, knn_backend="annoy")
+
+
+# --- exact where it is cheap ---------------------------------------------------------------
+def _brute_kcenter(unit, start, budget):
+    """Gonzalez's farthest-first traversal, written plainly (float64, all pairs)."""
+    distance = np.linalg.norm(unit[:, None, :] - unit[None, :, :], axis=2)
+    picked = [start]
+    while len(picked) < budget:
+        picked.append(int(np.argmax(distance[:, picked].min(axis=1))))
+    return sorted(picked), float(distance[:, picked].min(axis=1).max())
+
+
+def _brute_herding(unit, budget):
+    """Step t picks the unpicked x minimising ||(t + 1)·mean − (S + x)|| (iCaRL's argmin)."""
+    mean, total, picked = unit.mean(axis=0), np.zeros(unit.shape[1]), []
+    for step in range(budget):
+        cost = np.linalg.norm((step + 1) * mean - (total + unit), axis=1)
+        cost[picked] = np.inf
+        picked.append(int(np.argmin(cost)))
+        total += unit[picked[-1]]
+    return sorted(picked)
+
+
+def _brute_facility_location(unit, budget):
+    """The plain greedy on all pairs: similarity = cosine clipped to [0, 1], self 1."""
+    similarity = np.clip(unit @ unit.T, 0.0, 1.0)
+    np.fill_diagonal(similarity, 1.0)
+    coverage, picked = np.zeros(len(unit)), []
+    for _ in range(budget):
+        gains = np.maximum(similarity - coverage, 0.0).sum(axis=1)
+        gains[picked] = -1.0
+        picked.append(int(np.argmax(gains)))
+        coverage = np.maximum(coverage, similarity[picked[-1]])
+    return sorted(picked), float(coverage.sum())
+
+
+def test_exact_kcenter_is_the_plain_greedy():
+    points = np.random.default_rng(11).standard_normal((90, 6)).astype(np.float32)
+    unit = _unit(points)
+    for seed in range(3):
+        selection = _select("kcenter_greedy", 9 / 90, points, seed=seed, exact=True)
+        assert selection.diagnostics["exact"] is True and selection.diagnostics["partitions"] == 1
+        # the start is a seeded random row: the plain greedy from one of the picks gives them all
+        matches = [_brute_kcenter(unit, int(start), 9) for start in selection.indices]
+        assert selection.indices.tolist() in [picked for picked, _ in matches]
+        radius = next(r for picked, r in matches if picked == selection.indices.tolist())
+        assert selection.diagnostics["radius"] == pytest.approx(radius, rel=1e-4)
+
+
+def test_exact_herding_is_the_plain_greedy():
+    points = (np.random.default_rng(12).standard_normal((120, 5)) + 0.5).astype(np.float32)
+    selection = _select("herding", 0.1, points, exact=True)
+    assert selection.diagnostics["exact"] is True and selection.diagnostics["partitions"] == 1
+    assert selection.indices.tolist() == _brute_herding(_unit(points), 12)
+
+
+def test_exact_facility_location_is_the_plain_greedy_on_all_pairs():
+    points = np.random.default_rng(13).standard_normal((100, 5)).astype(np.float32)
+    selection = _select("facility_location", 0.1, points, exact=True)
+    picked, value = _brute_facility_location(_unit(points), 10)
+    assert selection.indices.tolist() == picked
+    assert selection.diagnostics["coverage"] == pytest.approx(value / 100, rel=1e-5)
+    assert selection.diagnostics["exact"] is True and "n_neighbors" not in selection.diagnostics
+
+
+@pytest.mark.parametrize("name", ["kcenter_greedy", "herding", "facility_location"])
+def test_auto_runs_exact_under_the_bound_and_the_approximation_above(monkeypatch, name):
+    points, _ = _blobs(4, 60, dim=16, seed=14)
+    cheap = _select(name, 0.1, points, partition_size=60)
+    assert cheap.diagnostics["exact"] is True and cheap.diagnostics["partitions"] == 1
+    estimate = delbench.get_selector(name).exact_cost(240, 16, 24)
+    assert cheap.diagnostics["exact_estimate_s"] == pytest.approx(estimate.seconds, abs=1e-3)
+    monkeypatch.setattr(coreset, "EXACT_MAX_SECONDS", estimate.seconds / 2)
+    slow = _select(name, 0.1, points, partition_size=60)
+    assert slow.diagnostics["exact"] is False and slow.diagnostics["partitions"] > 1
+    monkeypatch.setattr(coreset, "EXACT_MAX_SECONDS", 60.0)
+    monkeypatch.setattr(coreset, "EXACT_MAX_BYTES", estimate.bytes - 1)
+    assert _select(name, 0.1, points, partition_size=60).diagnostics["exact"] is False
+    forced = _select(name, 0.1, points, exact=True)  # above the bounds, but asked for
+    assert forced.diagnostics["exact"] is True and forced.diagnostics["partitions"] == 1
+
+
+def test_exact_cost_grows_with_the_problem():
+    for name in ("kcenter_greedy", "herding", "facility_location"):
+        cls = delbench.get_selector(name)
+        small, large = cls.exact_cost(1_000, 64, 50), cls.exact_cost(4_000, 64, 200)
+        assert large.seconds > small.seconds and large.bytes > small.bytes
+    # facility location's dense matrix: 2 GiB from about 23,000 rows on
+    assert not delbench.get_selector("facility_location").exact_cost(24_000, 8, 1).within_bounds()
+
+
+@pytest.mark.parametrize("name", ["kcenter_greedy", "herding", "facility_location"])
+def test_exact_parameter_is_checked(name):
+    points, _ = _blobs(2, 5)
+    for bad in (1, "yes", None):
+        with pytest.raises(ConfigError, match="exact"):
+            _select(name, 0.5, points, exact=bad)
+    with pytest.raises(ConfigError, match="partition_size"):
+        _select(name, 0.5, points, exact=True, partition_size=100)
+
+
+def test_kcenter_partitions_as_large_as_the_time_bound_allows(monkeypatch):
+    points, labels = _blobs(6, 50, dim=16, seed=15)
+    monkeypatch.setattr(coreset, "EXACT_MAX_SECONDS", 0.0)  # the exact algorithm never fits
+    one = _select("kcenter_greedy", 0.1, points)
+    assert one.diagnostics["exact"] is False and one.diagnostics["partitions"] == 1  # 300 < 1,000 rows
+    monkeypatch.setattr(coreset, "MIN_AUTO_PARTITION", 100)
+    several = _select("kcenter_greedy", 0.1, points)
+    assert several.diagnostics["partition_size"] == 100 and several.diagnostics["partitions"] >= 3
+    assert coreset.KCenterGreedy.budgeted_partition_size(300, 30, 16) == 100
+    monkeypatch.setattr(coreset, "EXACT_MAX_SECONDS", 60.0)
+    assert coreset.KCenterGreedy.budgeted_partition_size(10**6, 50_000, 128) == int(
+        60.0 // (coreset.GREEDY_STEP_SECONDS * (128 + coreset.GREEDY_STEP_PASSES) * 50_000))
+
+
+def test_herding_approximation_ends_with_global_steps(monkeypatch):
+    rng = np.random.default_rng(16)
+    points = (rng.standard_normal((1200, 24)) + np.linspace(0, 2, 24)).astype(np.float32)
+    selection = _select("herding", 0.05, points, exact=False, partition_size=200, global_steps=20)
+    assert selection.diagnostics["global_steps"] == 20 and selection.diagnostics["partitions"] > 1
+    assert np.unique(selection.indices).size == 60
+    # the rows of the whole pool must fit in EXACT_MAX_BYTES, else partitions only
+    monkeypatch.setattr(coreset, "EXACT_MAX_BYTES", 4 * 1200 * 24 - 1)
+    assert _select("herding", 0.05, points, exact=False, partition_size=200).diagnostics["global_steps"] == 0
+
+
+def test_facility_location_approximation_keeps_the_full_dimension():
+    points, _ = _blobs(5, 80, dim=200, seed=17)
+    selection = _select("facility_location", 0.05, points, exact=False, partition_size=100)
+    assert selection.diagnostics["projection_dim"] is None and selection.diagnostics["partitions"] >= 4
+
+
+def test_kcenter_approximation_ends_with_exact_global_steps(monkeypatch):
+    points = np.random.default_rng(18).standard_normal((400, 40)).astype(np.float32)
+    unit = _unit(points)
+
+    def radius(chosen):
+        return np.linalg.norm(unit[:, None, :] - unit[chosen][None, :, :], axis=2).min(axis=1).max()
+
+    projected = _select("kcenter_greedy", 0.1, points, exact=False, projection_dim=8, global_steps=0)
+    refined = _select("kcenter_greedy", 0.1, points, exact=False, projection_dim=8, global_steps=20)
+    assert projected.diagnostics["global_steps"] == 0 and refined.diagnostics["global_steps"] == 20
+    # after the global steps the recorded radius is the true one, in the full dimension
+    assert refined.diagnostics["radius"] == pytest.approx(radius(refined.indices), rel=1e-4)
+    assert radius(refined.indices) <= radius(projected.indices)
+    # the steps run only while their cost fits the exact algorithm's bounds
+    monkeypatch.setattr(coreset, "EXACT_MAX_BYTES", 1)
+    assert _select("kcenter_greedy", 0.1, points, exact=False, projection_dim=8).diagnostics["global_steps"] == 0
+
+
+def test_defaults_run_the_exact_algorithms_on_a_small_pool():
+    """Version 1 projected k-center to 128 dimensions and gave facility location a 10-NN graph
+    at any size; now the defaults are the plain greedies where they are cheap."""
+    points = np.random.default_rng(19).standard_normal((120, 160)).astype(np.float32)
+    unit = _unit(points)
+    kcenter = _select("kcenter_greedy", 0.1, points)
+    assert kcenter.indices.tolist() in [_brute_kcenter(unit, int(s), 12)[0] for s in kcenter.indices]
+    assert _select("facility_location", 0.1, points).indices.tolist() == _brute_facility_location(unit, 12)[0]
+    assert _select("herding", 0.1, points).indices.tolist() == _brute_herding(unit, 12)

@@ -10,11 +10,13 @@ import pytest
 
 import delbench
 from delbench.errors import ConfigError, DatasetError
+from delbench.datacheck import check_dataset
 from delbench.store import write_split_file
 from delbench_plugins.datasets.endoscopy_segmentation import (
     CVC300,
     CVCClinicDB,
     CVCColonDB,
+    EDD2020,
     ETISLarib,
     KvasirInstrument,
     KvasirSEG,
@@ -23,14 +25,15 @@ from delbench_plugins.datasets.endoscopy_segmentation import (
 )
 from delbench_plugins.lib.discovery import root_env_var
 from delbench_plugins.lib.splits import seeded_test_ids, split_digest
-from fixtures_layouts import STEMS, make_pairs, make_polypgen, write_image, write_mask
+from fixtures_layouts import (EDD2020_CLASSES, STEMS, edd2020_stem, make_edd2020, make_pairs, make_polypgen,
+                              write_image, write_mask)
 
 
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("DELBENCH_CACHE_DIR", str(tmp_path / "cache"))
     for cls in (KvasirSEG, KvasirInstrument, KvasirSessile, CVCClinicDB, CVCColonDB, CVC300, ETISLarib,
-                PolypGen2021):
+                PolypGen2021, EDD2020):
         monkeypatch.delenv(root_env_var(cls.name), raising=False)
 
 
@@ -286,3 +289,100 @@ def test_split_all_does_not_make_or_need_the_split_plan(tmp_path):
     assert every.metadata()["split"].tolist() == ["test"] + ["train"] * 4  # the plan, made on demand
     with pytest.raises(DatasetError, match="ghost"):
         KvasirInstrument(root=root, split="train")
+
+
+# --- EDD2020: one mask file per class, read as a label map ---------------------------------
+def _edd_box(mask_shape, box):
+    x0, y0, x1, y1 = box
+    region = np.zeros(mask_shape, bool)
+    region[y0:y1, x0:x1] = True
+    return region
+
+
+def test_edd2020_published_layout_loads_as_a_label_map(tmp_path):
+    root = make_edd2020(tmp_path / "edd", STEMS)
+    every = EDD2020(root=root, split="all")
+    assert delbench.get_dataset("edd2020") is EDD2020
+    assert len(every) == 10 and every.item_ids() == sorted(f"originalImages/{edd2020_stem(s)}.jpg" for s in STEMS)
+    assert every.class_names == ("background", *EDD2020_CLASSES) and every.num_classes == 6
+    assert every.metadata()["classes"].tolist()[:4] == ["BE+suspicious", "suspicious", "HGD", "cancer+polyp"]
+    for i in range(10):
+        item = every[i]
+        first = _edd_box(item["mask"].shape, (1 + i % 5, 2, 10 + i % 5, 9))
+        expected = np.zeros(item["mask"].shape, np.uint8)
+        expected[first] = i % 5 + 1
+        if i % 3 == 0:  # the second class is later in the class list (or polyp→BE for i = 9)
+            second = _edd_box(item["mask"].shape, (6, 4, 14, 12))
+            later = (i + 1) % 5
+            expected[second & ~first if later < i % 5 else second] = later + 1
+        np.testing.assert_array_equal(item["mask"], expected)
+    train, test = EDD2020(root=root, split="train"), EDD2020(root=root, split="test")
+    assert len(train) == 8 and len(test) == 2 and train.plan.method == "seeded"
+
+
+def test_edd2020_overlap_takes_the_later_class_of_the_list(tmp_path):
+    root = make_edd2020(tmp_path, STEMS[:1])  # BE in (1, 2, 10, 9), suspicious in (6, 4, 14, 12)
+    mask = EDD2020(root=root, split="all")[0]["mask"]
+    assert mask[3, 2] == 1 and mask[5, 7] == 2 and mask[10, 12] == 2 and mask[0, 0] == 0
+
+
+def test_edd2020_chosen_classes_and_binary(tmp_path):
+    root = make_edd2020(tmp_path, STEMS)
+    polyp = EDD2020(root=root, split="all", classes=("polyp",))
+    assert polyp.class_names == ("background", "polyp") and polyp.num_classes == 2
+    has_polyp = ["polyp" in c.split("+") for c in polyp.metadata()["classes"]]
+    for i in range(10):
+        assert polyp[i]["mask"].any() == has_polyp[i]
+        assert set(np.unique(polyp[i]["mask"])) <= {0, 1}
+    # a class not chosen never erases a chosen one where they overlap: item 6 is suspicious
+    # in (2, 2, 11, 9) and HGD, later in the list, in (6, 4, 14, 12)
+    suspicious = EDD2020(root=root, split="all", classes=("suspicious",))[6]["mask"]
+    assert suspicious.sum() == 9 * 7
+    # order is the class list's, whatever order they are given in
+    assert EDD2020(root=root, split="all", classes=("polyp", "BE")).class_names == ("background", "BE", "polyp")
+    merged = EDD2020(root=root, split="all", binary=True)
+    assert merged.class_names == ("background", "lesion")
+    for i in range(10):
+        np.testing.assert_array_equal(merged[i]["mask"], (EDD2020(root=root, split="all")[i]["mask"] > 0))
+    with pytest.raises(ConfigError, match="classes"):
+        EDD2020(root=root, split="all", classes=("Polyp",))
+
+
+def test_edd2020_missing_folder_names_the_layout(tmp_path):
+    root = make_edd2020(tmp_path, STEMS[:2])
+    import shutil
+    shutil.rmtree(root / "masks")
+    with pytest.raises(DatasetError, match=r"originalImages/<stem>\.jpg with masks/<stem>_<class>\.tif"):
+        EDD2020(root=root, split="all")
+
+
+def test_edd2020_naming_problems_are_reported_by_path(tmp_path):
+    root = make_edd2020(tmp_path, STEMS[:4])
+    composite = write_mask(root / "masks" / f"{edd2020_stem('case00')}_mask.tif")  # not a class
+    orphan = write_mask(root / "masks" / "EDD2020_ghost_polyp.tif")
+    (root / "masks" / f"{edd2020_stem('case01')}_suspicious.tif").unlink()  # case01's only mask
+    report = check_dataset(EDD2020, root=root)
+    problems = dict(report.problems)
+    assert "does not follow" in problems[str(composite)]
+    assert "has no image" in problems[str(orphan)]
+    assert "no mask" in problems[str(root / "originalImages" / f"{edd2020_stem('case01')}.jpg")]
+    assert len(report.problems) == 3 and report.counts["all"] == 3
+    with pytest.raises(DatasetError, match="3 problem"):
+        EDD2020(root=root, split="all")
+    assert len(EDD2020(root=root, split="all", skip_unreadable=True)) == 3
+
+
+def test_edd2020_data_check_and_corrupt_files(tmp_path):
+    root = make_edd2020(tmp_path, STEMS)
+    report = check_dataset(EDD2020, root=root)
+    assert report.ok and report.counts == {"train": 8, "test": 2, "all": 10}
+    assert report.files_checked == 10 + 14  # ten images, fourteen class masks
+    bad = root / "originalImages" / f"{edd2020_stem('case05')}.jpg"
+    bad.write_bytes(bad.read_bytes()[:60])
+    wrong = write_mask(root / "masks" / f"{edd2020_stem('case06')}_HGD.tif", size=(30, 20))
+    report = check_dataset(EDD2020, root=root)
+    problems = dict(report.problems)
+    assert set(problems) == {str(bad), str(wrong)} and "30×20" in problems[str(wrong)]
+    ds = EDD2020(root=root, split="all")  # lazy: nothing is read yet
+    with pytest.raises(DatasetError, match=edd2020_stem("case05")):
+        ds[ds.item_ids().index(f"originalImages/{edd2020_stem('case05')}.jpg")]

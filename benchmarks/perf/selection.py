@@ -34,6 +34,22 @@ the whole file loaded as float32, the same k-means (same seed, so the same clust
 cluster the full c × c similarity matrix in plain numpy. It prints our time / reference time
 and the overlap of the two subsets (they should agree up to float rounding at the threshold).
 
+``--compare-exact`` runs each coreset selector (``kcenter_greedy``, ``herding``,
+``facility_location``) on the same embeddings with ``exact=True`` and with ``exact=False`` (its
+documented approximation, and one more run per parameter set ``--approx-params`` lists), and
+prints for each its time, peak memory and objective on the L2-normalised rows in the full dimension —
+covering radius (largest distance from a pool item to its nearest pick; lower is better),
+facility-location value (sum over the pool of the largest clipped cosine similarity to a pick;
+higher is better), MMD (distance between the mean of the picks and the pool mean, linear
+kernel; lower is better) — and the approximation's objective over the exact one's.
+``--sizes bound`` takes, per selector, the largest pool at which ``exact='auto'`` still runs
+the exact algorithm at this dimension and ratio; ``--blobs 60,1.0`` replaces the synthetic
+pool's embeddings by 60 noisy clusters; ``--approx-params`` adds approximations to compare
+(e.g. version 1's defaults):
+
+    python benchmarks/perf/selection.py --compare-exact --sizes bound --ratio 0.05 --dim 768 \
+        --approx-params '{"kcenter_greedy": [{}, {"partition_size": 10000}]}'
+
 Selectors that need a backbone get ``delbench.testing.FakeBackbone`` (so their time is the
 harness' share only); image-based selectors render the synthetic frames, which dominates.
 """
@@ -103,6 +119,20 @@ def write_embeddings(path: Path, n: int, dim: int, image_size: int, seed: int = 
     return path
 
 
+def write_blobs(path: Path, n: int, dim: int, spec: str, seed: int = 0) -> Path:
+    """``CLUSTERS,NOISE``: n rows, each a random unit cluster centre plus Gaussian noise of
+    norm about NOISE (float16), cluster of each row drawn uniformly."""
+    if path.exists():
+        return path
+    clusters, noise = int(spec.split(",")[0]), float(spec.split(",")[1])
+    rng = np.random.default_rng([seed, 4])
+    centres = rng.standard_normal((clusters, dim))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    rows = centres[rng.integers(0, clusters, n)] + noise * rng.standard_normal((n, dim)) / math.sqrt(dim)
+    np.save(path, rows.astype(np.float16))
+    return path
+
+
 # --- the two kinds of worker run ------------------------------------------------------------
 def _rss_mib() -> float:
     """Peak RSS of this process (VmHWM). Not ru_maxrss: Linux carries that over exec from
@@ -152,11 +182,12 @@ def _n_clusters(name: str, n: int, cluster_size: int | None) -> dict[str, int]:
     return {"n_clusters": max(1, n // cluster_size)} if cluster_size and name in CLUSTERING else {}
 
 
-def _params(name: str, n: int, cluster_size: int | None, kmeans: str | None) -> dict[str, Any]:
+def _params(name: str, n: int, cluster_size: int | None, kmeans: str | None,
+            given: dict[str, Any] | None = None) -> dict[str, Any]:
     """The selector parameters of a measured run: ``n_clusters`` (``--cluster-size``) and
-    ``kmeans`` (``--kmeans``) for the clustering selectors."""
+    ``kmeans`` (``--kmeans``) for the clustering selectors, then ``given`` ones."""
     extra = {"kmeans": kmeans} if kmeans and name in CLUSTERING else {}
-    return {**_n_clusters(name, n, cluster_size), **extra}
+    return {**_n_clusters(name, n, cluster_size), **extra, **(given or {})}
 
 
 def _current_rss_mib() -> float:
@@ -165,7 +196,8 @@ def _current_rss_mib() -> float:
 
 
 def run_selector(name: str, embeddings_path: str, ratio: float, seed: int, image_size: int,
-                 cluster_size: int | None = None, kmeans: str | None = None) -> dict[str, Any]:
+                 cluster_size: int | None = None, kmeans: str | None = None,
+                 given: dict[str, Any] | None = None) -> dict[str, Any]:
     import delbench
     from delbench.run.select import run_selector as run
     from delbench.testing import FakeBackbone
@@ -178,7 +210,7 @@ def run_selector(name: str, embeddings_path: str, ratio: float, seed: int, image
     before = _current_rss_mib()
     with AnonPeak() as anon:
         subset = run(cls(), pool, ratio, seed=seed, embeddings=embeddings, backbone=FakeBackbone(), pool_ids=pool_ids,
-                     params=_params(name, embeddings.shape[0], cluster_size, kmeans))
+                     params=_params(name, embeddings.shape[0], cluster_size, kmeans, given))
     seconds = subset.time_s
     diagnostics = {k: v for k, v in subset.diagnostics.items() if isinstance(v, (int, float, str, type(None)))}
     return {"seconds": seconds, "peak_rss_mib": _rss_mib(), "peak_anon_mib": round(anon.peak_mib, 1),
@@ -232,9 +264,12 @@ def run_reference(name: str, embeddings_path: str, ratio: float, seed: int, imag
 
 
 def worker_main(args: argparse.Namespace) -> None:
-    runner = run_reference if args.reference else run_selector
-    outcome = runner(args.worker, args.embeddings, args.ratio, args.seed, args.image_size, args.cluster_size,
-                     args.kmeans)
+    if args.reference:
+        outcome = run_reference(args.worker, args.embeddings, args.ratio, args.seed, args.image_size,
+                                args.cluster_size, args.kmeans)
+    else:
+        outcome = run_selector(args.worker, args.embeddings, args.ratio, args.seed, args.image_size,
+                               args.cluster_size, args.kmeans, json.loads(args.selector_params or "{}"))
     indices = outcome.pop("_indices", None)
     if indices is not None and args.save_indices:
         np.save(args.save_indices, indices)
@@ -243,7 +278,8 @@ def worker_main(args: argparse.Namespace) -> None:
 
 # --- driver ---------------------------------------------------------------------------------
 def _spawn(args: argparse.Namespace, name: str, path: Path, *, reference: bool,
-           save_indices: Path | None = None, kmeans: str | None = None, seed: int | None = None) -> dict[str, Any]:
+           save_indices: Path | None = None, kmeans: str | None = None, seed: int | None = None,
+           params: dict[str, Any] | None = None) -> dict[str, Any]:
     command = [sys.executable, __file__, "--worker", name, "--embeddings", str(path), "--ratio",
                str(args.ratio), "--seed", str(args.seed if seed is None else seed),
                "--image-size", str(args.image_size)]
@@ -255,6 +291,8 @@ def _spawn(args: argparse.Namespace, name: str, path: Path, *, reference: bool,
         command.append("--reference")
     if save_indices is not None:
         command += ["--save-indices", str(save_indices)]
+    if params:
+        command += ["--selector-params", json.dumps(params)]
     load_before = os.getloadavg()[0]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
@@ -297,6 +335,97 @@ def compare_kmeans(args: argparse.Namespace, name: str, n: int, path: Path, work
     return row
 
 
+# --- exact against approximate coreset selectors -------------------------------------------
+#: coreset selector → (objective, True when lower is better)
+EXACT_OBJECTIVES = {"kcenter_greedy": ("radius", True), "herding": ("mmd", True),
+                    "facility_location": ("facility_location_value", False)}
+OBJECTIVE_BLOCK = 4096
+
+
+def _unit_rows(path: Path) -> np.ndarray:
+    rows = np.load(path).astype(np.float32)
+    rows /= np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-30)
+    return rows
+
+
+def covering_radius(unit: np.ndarray, picked: np.ndarray) -> float:
+    """Largest Euclidean distance from a row to its nearest picked row (k-center's objective)."""
+    centres = unit[picked]
+    squared_centres = np.einsum("ij,ij->i", centres, centres)
+    worst = 0.0
+    for start in range(0, unit.shape[0], OBJECTIVE_BLOCK):
+        block = unit[start:start + OBJECTIVE_BLOCK]
+        distance = np.einsum("ij,ij->i", block, block)[:, None] - 2.0 * (block @ centres.T) + squared_centres
+        worst = max(worst, float(distance.min(axis=1).max()))
+    return math.sqrt(max(worst, 0.0))
+
+
+def facility_location_value(unit: np.ndarray, picked: np.ndarray) -> float:
+    """Σ over rows of the largest cosine similarity (clipped to [0, 1]) to a picked row."""
+    centres = unit[picked]
+    total = 0.0
+    for start in range(0, unit.shape[0], OBJECTIVE_BLOCK):
+        total += float(np.clip(unit[start:start + OBJECTIVE_BLOCK] @ centres.T, 0.0, 1.0).max(axis=1).sum())
+    return total
+
+
+def mmd(unit: np.ndarray, picked: np.ndarray) -> float:
+    """Distance between the mean of the picked rows and the pool mean (linear-kernel MMD)."""
+    return float(np.linalg.norm(unit[picked].mean(axis=0, dtype=np.float64) - unit.mean(axis=0, dtype=np.float64)))
+
+
+OBJECTIVE_FUNCTIONS = {"radius": covering_radius, "facility_location_value": facility_location_value, "mmd": mmd}
+
+
+def exact_bound(name: str, dim: int, ratio: float) -> int:
+    """The largest pool size at which ``exact='auto'`` runs ``name``'s exact algorithm."""
+    import delbench
+    from delbench.subset import subset_size
+
+    cls = delbench.get_selector(name)
+    low, high = 1, 1
+    while cls.exact_cost(high, dim, subset_size(high, ratio)).within_bounds():
+        low, high = high, high * 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        if cls.exact_cost(middle, dim, subset_size(middle, ratio)).within_bounds():
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def compare_exact(args: argparse.Namespace, name: str, n: int, path: Path, work: Path) -> list[dict[str, Any]]:
+    """``name`` with ``exact=True`` and with ``exact=False`` (its defaults, then each further
+    parameter set of ``--approx-params``) on the same embeddings: one row per approximation
+    with time, memory and objective (full dimension) of both, and approximate over exact."""
+    objective, lower_is_better = EXACT_OBJECTIVES[name]
+    given = json.loads(args.approx_params or "{}").get(name, [{}])
+    variants = [{"exact": False, **params} for params in (given if isinstance(given, list) else [given])]
+    unit = None
+    runs, kept = [], []
+    for label, params in [("exact", {"exact": True})] + [(f"approximate{i}", v) for i, v in enumerate(variants)]:
+        saved = work / f"{label}_{name}_{n}.npy"
+        runs.append(_spawn(args, name, path, reference=False, save_indices=saved, params=params))
+        kept.append(np.load(saved) if "seconds" in runs[-1] else None)
+        if kept[-1] is not None:
+            unit = _unit_rows(path) if unit is None else unit
+            runs[-1][objective] = OBJECTIVE_FUNCTIONS[objective](unit, kept[-1])
+    rows = []
+    for params, run, picked in zip(variants, runs[1:], kept[1:]):
+        row: dict[str, Any] = {"selector": name, "n": n, "dim": args.dim, "embeddings": args.blobs or "synthetic pool",
+                               "compare": "exact", "objective": objective, "lower_is_better": lower_is_better,
+                               "approx_params": params, "exact": runs[0], "approximate": run}
+        if picked is not None and kept[0] is not None:
+            exact = runs[0][objective]
+            row["approx_over_exact"] = round(run[objective] / exact, 5) if exact else None
+            row["approx_over_exact_seconds"] = round(run["seconds"] / runs[0]["seconds"], 3)
+            row["jaccard"] = round(np.intersect1d(kept[0], picked).size
+                                   / max(1, np.union1d(kept[0], picked).size), 4)
+        rows.append(row)
+    return rows
+
+
 def growth_exponents(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, float]]:
     """log(t2 / t1) / log(n2 / n1) between consecutive sizes, per selector."""
     exponents: dict[str, dict[str, float]] = {}
@@ -314,7 +443,8 @@ def growth_exponents(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated pool sizes")
+    parser.add_argument("--sizes", default="10000,100000,1000000",
+                        help="comma-separated pool sizes; with --compare-exact also 'bound' (see above)")
     parser.add_argument("--selectors", default=None, help="comma-separated names (default: all registered)")
     parser.add_argument("--dim", type=int, default=768)
     parser.add_argument("--ratio", type=float, default=0.2)
@@ -328,6 +458,13 @@ def main(argv: list[str] | None = None) -> None:
                         help="k-means method of meddel and semdedup (default: theirs, 'auto')")
     parser.add_argument("--compare-kmeans", action="store_true",
                         help="run meddel/semdedup with flat and with two-level k-means and compare the subsets")
+    parser.add_argument("--compare-exact", action="store_true",
+                        help="run the coreset selectors with exact=True and exact=False and compare objectives")
+    parser.add_argument("--approx-params", default=None,
+                        help="with --compare-exact: JSON {selector: [{param: value}, ...]}, one approximate run "
+                             "per parameter set (default [{}]: its defaults)")
+    parser.add_argument("--blobs", default=None, metavar="CLUSTERS,NOISE",
+                        help="with --compare-exact: embeddings of CLUSTERS noisy clusters, not the synthetic pool's")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per run")
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     # internal: one measured run in a fresh process
@@ -335,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--embeddings", help=argparse.SUPPRESS)
     parser.add_argument("--save-indices", help=argparse.SUPPRESS)
+    parser.add_argument("--selector-params", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         worker_main(args)
@@ -345,9 +483,12 @@ def main(argv: list[str] | None = None) -> None:
     names = args.selectors.split(",") if args.selectors else delbench.list_selectors()
     for name in names:
         delbench.get_selector(name)  # unknown names fail here, with close matches
-    sizes = [int(s) for s in args.sizes.split(",")]
     work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="delbench-perf-"))
     work.mkdir(parents=True, exist_ok=True)
+    if args.compare_exact:
+        main_compare_exact(args, [name for name in names if name in EXACT_OBJECTIVES], work)
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
     rows: list[dict[str, Any]] = []
     for n in sizes:
         started = time.perf_counter()
@@ -390,6 +531,47 @@ def main(argv: list[str] | None = None) -> None:
     print("growth exponents (seconds):", json.dumps(summary["growth_exponent_seconds"]))
     if args.out:
         Path(args.out).write_text(json.dumps(summary, indent=2))
+
+
+def main_compare_exact(args: argparse.Namespace, names: list[str], work: Path) -> None:
+    """The ``--compare-exact`` driver: rows, a table and (``--out``) the JSON."""
+    if not names:
+        raise SystemExit(f"--compare-exact compares {', '.join(EXACT_OBJECTIVES)}; none of them was selected")
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        bound = exact_bound(name, args.dim, args.ratio)
+        sizes = [bound] if args.sizes == "bound" else [int(s) for s in args.sizes.split(",")]
+        for n in sizes:
+            started = time.perf_counter()
+            if args.blobs:
+                path = write_blobs(work / f"blobs_{args.blobs.replace(',', '_')}_n{n}_d{args.dim}.npy", n, args.dim,
+                                   args.blobs)
+            else:
+                path = write_embeddings(work / f"embeddings_n{n}_d{args.dim}.npy", n, args.dim, args.image_size)
+            print(f"n={n}: embeddings {path} ready in {time.perf_counter() - started:.1f} s", flush=True)
+            for row in compare_exact(args, name, n, path, work):
+                rows.append({**row, "exact_bound_n": bound})
+                print(json.dumps(rows[-1]), flush=True)
+    try:
+        from tabulate import tabulate
+
+        table = [[r["selector"], json.dumps({k: v for k, v in r["approx_params"].items() if k != "exact"}),
+                  r["n"], r["exact_bound_n"], r["objective"],
+                  (r.get("exact") or {}).get(r["objective"]), (r.get("approximate") or {}).get(r["objective"]),
+                  r.get("approx_over_exact"),
+                  (r.get("exact") or {}).get("seconds", (r.get("exact") or {}).get("error")),
+                  (r.get("approximate") or {}).get("seconds"), (r.get("exact") or {}).get("peak_anon_mib"),
+                  (r.get("approximate") or {}).get("peak_anon_mib"), r.get("jaccard")] for r in rows]
+        print(tabulate(table, headers=["selector", "approx params", "n", "exact bound n", "objective", "exact",
+                                       "approximate",
+                                       "approx/exact", "exact s", "approx s", "exact anon MiB", "approx anon MiB",
+                                       "Jaccard"], floatfmt=".5g"))
+    except ImportError:
+        pass
+    if args.out:
+        Path(args.out).write_text(json.dumps({"dim": args.dim, "ratio": args.ratio, "seed": args.seed,
+                                              "embeddings": args.blobs or "synthetic pool",
+                                              "cpu_count": os.cpu_count(), "rows": rows}, indent=2))
 
 
 if __name__ == "__main__":

@@ -107,7 +107,8 @@ class Dataset(Plugin, abc.ABC):
 
     ``__getitem__(i)`` returns a dict with ``image`` (uint8, H×W×3, resized to
     ``image_size`` when that is set), ``id`` (the stable string :meth:`item_id` returns),
-    ``mask`` (uint8 H×W, values {0, 1}) on ``segmentation`` datasets and ``label`` (int) on
+    ``mask`` (uint8 H×W, values {0, 1}, or 0 … ``num_classes`` − 1 when ``class_names`` names
+    more than two classes) on ``segmentation`` datasets and ``label`` (int) on
     ``classification`` ones.
     """
 

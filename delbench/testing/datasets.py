@@ -101,7 +101,9 @@ def _check_item(h: _DatasetHarness, dataset: Any, index: int, split: str) -> dic
         mask = np.asarray(item["mask"])
         assert mask.shape == image.shape[:2] and mask.dtype == np.uint8, (
             f"{where}: mask must be uint8 of the image's size {image.shape[:2]}, got {mask.dtype} {mask.shape}")
-        assert set(np.unique(mask).tolist()) <= {0, 1}, f"{where}: mask values must be 0/1"
+        classes = max(2, len(getattr(dataset, "class_names", ()) or ()))
+        assert set(np.unique(mask).tolist()) <= set(range(classes)), (
+            f"{where}: mask values must be 0/1, or below the {classes} class_names")
     if "label" in item:
         label = item["label"]
         assert isinstance(label, (int, np.integer)) and label >= 0, f"{where}: label must be an int ≥ 0, got {label!r}"

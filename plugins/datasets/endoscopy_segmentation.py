@@ -5,21 +5,25 @@ benchmark (Yang et al., ACM MM 2024, arXiv 2401.17542). Each class reads one pub
 layout; the shared machinery (root resolution, pairing by stem, mask binarisation, seeded
 and published splits, problem reporting) is in :mod:`delbench_plugins.lib`.
 
-Not included, because their published layout could not be confirmed from public sources:
-``imageclefmed_polyp``, ``edd2020`` (sources disagree on the mask naming:
-``masks/<stem>_<class>.tif``, ``masksPerClass/<class>/…``, ``FileName_ClassLabel_#Region.tif``)
-and ``ead2019``. Use ``image_folder`` for them after arranging images/ and masks/ by stem.
+EDD2020 (:class:`EDD2020`) has one mask file per class and reads as a label map.
+
+Not included, because their published layouts could not be confirmed from two independent
+public sources (README, "Not built in"): ImageCLEFmed polyp and EAD2019. Use
+``image_folder`` for them after arranging images/ and masks/ by stem.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
+import numpy as np
+
 from delbench.sdk import ConfigError, DatasetError, check_choice, check_subset, hookimpl
 
-from delbench_plugins.lib.discovery import Discovery, FileItem
-from delbench_plugins.lib.folder_dataset import PairedFolderDataset
-from delbench_plugins.lib.pairing import PairedLayout, pair_folders, paired_layout_help
+from delbench_plugins.lib.discovery import Discovery, FileItem, list_images, relative_id
+from delbench_plugins.lib.folder_dataset import FolderDataset, PairedFolderDataset
+from delbench_plugins.lib.masks import read_label_mask
+from delbench_plugins.lib.pairing import PairedLayout, index_by_key, pair_folders, paired_layout_help
 from delbench_plugins.lib.splits import SplitPlan
 
 _IMAGES_MASKS = PairedLayout("images", "masks")
@@ -223,8 +227,114 @@ class PolypGen2021(PairedFolderDataset):
                                                   "test_centres": list(self.test_centres)})
 
 
+class EDD2020(FolderDataset):
+    """EDD2020: endoscopy disease detection and segmentation, 386 training frames (Ali et al.,
+    EndoCV2020, arXiv 2003.03376), five classes in the order of the challenge's
+    ``class_list.txt``: BE (Barrett's oesophagus), suspicious, HGD (high-grade dysplasia),
+    cancer, polyp.
+
+    Root: the unzipped training archive from IEEE DataPort
+    (``EndoCV2020-Endoscopy-Disease-Detection-Segmentation-subChallenge_data``; the earlier
+    release was ``EDD2020_release-I_2020-01-15``), holding ``originalImages/<stem>.jpg``,
+    ``masks/<stem>_<class>.tif`` (one binary 0/255 mask per class present in the frame; a
+    frame has one to five), ``bbox/<stem>.txt`` and ``class_list.txt``. The layout and the
+    mask naming are confirmed by two independent public readers of the archive:
+
+    - Supervisely's converter of the IEEE DataPort archive, https://github.com/dataset-ninja/edd2020
+      (``src/convert.py``: images from ``originalImages/*.jpg``, masks ``masks/*.tif`` whose
+      name splits on ``_`` into the image stem and the class, boxes ``bbox/<stem>.txt`` as
+      ``xmin ymin xmax ymax class``, class names from ``class_list.txt``);
+    - https://github.com/Adrien987k/EDD2020 (``main.py``: ``EDD2020_release-I_2020-01-15/
+      originalImages/`` and ``.../masks/``; ``EDD.py``: the mask of class ``c`` of image
+      ``<stem>`` is ``<stem>_c``, classes BE, suspicious, HGD, cancer, polyp, 386 images and
+      502 mask files; ``util.py``: ``bbox/EDD2020_ACB0001.txt``).
+
+    The organisers' own tools write the same names
+    (https://github.com/sharib-vision/EDD2020: ``json2Labels/maskImageFunctions_EDD.py``
+    saves ``<stem>_<class>.tif`` for each class present, ``compositeMasks.py`` reads them
+    back by the last ``_`` field), although their README states
+    ``FileName_ClassLabel_#Region.tif`` in one version and ``FileName_ClassLabel_mask.tif``
+    in another; neither appears in any reader found, so only ``<stem>_<class>.tif`` is read
+    and any other name in ``masks/`` is reported. One public loader reads a
+    ``masksPerClass/<class>/`` folder instead; no second source shows it, so it is not read.
+
+    Segmentation role: the mask is a label map over ``classes`` (default all five, in the
+    list's order): background 0, ``classes[i]`` is i + 1. Classes overlap in a few frames
+    (e.g. HGD inside BE); a pixel takes the later class of the list, which orders the
+    oesophageal findings by severity (BE < suspicious < HGD < cancer; polyp occurs in other
+    organs). ``classes=("polyp",)`` gives binary polyp segmentation (frames without a polyp
+    are all background); ``binary=True`` merges the chosen classes into one foreground class
+    ("lesion"), comparable with the binary polyp sets. The boxes (``bbox/``) are not read.
+    There is no published train/test split of the training data: seeded split. Metadata
+    column ``classes``: the classes a frame has masks for, joined by ``+``.
+    """
+
+    name = "edd2020"
+    version = "1"
+    description = ("EDD2020 disease segmentation (386 frames; originalImages/ + masks/<stem>_<class>.tif, "
+                   "5 classes as a label map)")
+    all_classes: ClassVar[tuple[str, ...]] = ("BE", "suspicious", "HGD", "cancer", "polyp")
+    layout_help = ("originalImages/<stem>.jpg with masks/<stem>_<class>.tif, class one of BE, suspicious, "
+                   "HGD, cancer, polyp")
+    images_folder: ClassVar[str] = "originalImages"
+    masks_folder: ClassVar[str] = "masks"
+
+    @classmethod
+    def check_params(cls, params: Mapping[str, Any]) -> None:
+        super().check_params(params)
+        check_subset(params, "classes", cls.all_classes)
+        check_choice(params, "binary", (False, True))
+
+    def __init__(self, *, classes: Sequence[str] = all_classes, binary: bool = False, **common: Any) -> None:
+        chosen = set(classes)
+        self.classes = tuple(c for c in self.all_classes if c in chosen)  # the list's order
+        self.binary = bool(binary)
+        super().__init__(**common)
+
+    def label_names(self) -> tuple[str, ...]:
+        return ("background", "lesion") if self.binary else ("background", *self.classes)
+
+    def discover(self, root: Path) -> Discovery:
+        image_dir, mask_dir = root / self.images_folder, root / self.masks_folder
+        if not (image_dir.is_dir() and mask_dir.is_dir()):
+            raise DatasetError(f"{self.name}: {root} does not hold the expected layout: {self.layout_help}")
+        images, problems = index_by_key(list_images(image_dir), lambda path: path.stem, "image")
+
+        def mask_key(path: Path) -> str | None:  # "<image stem>_<class>", or None for another name
+            stem, _, cls = path.stem.rpartition("_")
+            return path.stem if stem and cls in self.all_classes else None
+
+        found_masks, mask_problems = index_by_key(list_images(mask_dir), mask_key, "mask")
+        problems += mask_problems
+        masks: dict[str, dict[str, Path]] = {}
+        for key, path in sorted(found_masks.items()):
+            stem, _, cls = key.rpartition("_")
+            if stem in images:
+                masks.setdefault(stem, {})[cls] = path
+            else:
+                problems.append((str(path), f"mask has no image {stem}.<ext> in {image_dir}"))
+        items = []
+        for stem, image in images.items():
+            found = masks.get(stem, {})
+            if not found:
+                problems.append((str(image), f"image has no mask {stem}_<class>.tif in {mask_dir}"))
+                continue
+            present = [c for c in self.all_classes if c in found]
+            items.append(FileItem(relative_id(image, root), image, tuple(found[c] for c in present),
+                                  meta={"classes": "+".join(present)}))
+        items.sort(key=lambda it: it.id)
+        return Discovery(items, problems, class_names=self.label_names(), layout=self.layout_help)
+
+    def read_mask(self, item: FileItem) -> np.ndarray:
+        label = {c: 1 if self.binary else i + 1 for i, c in enumerate(self.classes)}
+        layers = [(label[c], path) for c, path in zip(item.meta["classes"].split("+"), item.masks) if c in label]
+        if not layers:  # none of the chosen classes in this frame: all background, at the mask size
+            return read_label_mask([(0, item.masks[0])], self.image_size, self.mask_threshold)
+        return read_label_mask(layers, self.image_size, self.mask_threshold)
+
+
 DATASETS = (KvasirSEG, KvasirInstrument, KvasirSessile, CVCClinicDB, CVCColonDB, CVC300, ETISLarib,
-            PolypGen2021)
+            PolypGen2021, EDD2020)
 
 
 @hookimpl

@@ -225,7 +225,7 @@ class FolderDataset(Dataset):
         item = self._items[index]
         out: dict[str, Any] = {"image": read_image(item.image, self.image_size), "id": item.id}
         if item.masks:
-            mask = read_union_mask(item.masks, self.image_size, self.mask_threshold)
+            mask = self.read_mask(item)
             if mask.shape != out["image"].shape[:2]:
                 raise DatasetError(f"mask {item.masks[0]} is {mask.shape[1]}×{mask.shape[0]} but image "
                                    f"{item.image} is {out['image'].shape[1]}×{out['image'].shape[0]}")
@@ -233,6 +233,11 @@ class FolderDataset(Dataset):
         if item.label is not None:
             out["label"] = int(item.label)
         return out
+
+    def read_mask(self, item: FileItem) -> np.ndarray:
+        """The item's mask, uint8 (H, W): the union of its mask files, binarised (a dataset with
+        one mask file per class overrides this to build its label map)."""
+        return read_union_mask(item.masks, self.image_size, self.mask_threshold)
 
     def load_images(self, indices: np.ndarray) -> np.ndarray:
         images = [self[int(i)]["image"] for i in indices]

@@ -39,7 +39,7 @@ class PairedLayout:
         return (root / self.images).is_dir() and (root / self.masks).is_dir()
 
 
-def _index_by_key(paths: Iterable[Path], key_of, kind: str) -> tuple[dict[str, Path], list[Problem]]:
+def index_by_key(paths: Iterable[Path], key_of, kind: str) -> tuple[dict[str, Path], list[Problem]]:
     """Map key → path; keys claimed by two files are problems for both (neither is used)."""
     by_key: dict[str, list[Path]] = {}
     problems: list[Problem] = []
@@ -77,8 +77,8 @@ def pair_folders(root: Path, layout: PairedLayout, *, id_root: Path | None = Non
         stem = stem[len(layout.mask_prefix):]
         return stem[:len(stem) - len(layout.mask_suffix)] if layout.mask_suffix else stem
 
-    images, problems = _index_by_key(list_images(image_dir), image_key, "image")
-    masks, mask_problems = _index_by_key(list_images(mask_dir), mask_key, "mask")
+    images, problems = index_by_key(list_images(image_dir), image_key, "image")
+    masks, mask_problems = index_by_key(list_images(mask_dir), mask_key, "mask")
     problems += mask_problems
     items = []
     for key, image in images.items():
