@@ -8,7 +8,8 @@
 protocol = dict(name='regression', version='1',
                 description='regression suite: tiny synthetic pool, 2-block ViT at 32 px, frozen kNN probe')
 pool = dict(name='synthetic_endoscopy',
-            params=dict(num_frames=120, frames_per_sequence=40, scene_length=10, image_size=32, seed=0))
+            params=dict(num_frames=120, frames_per_sequence=40, scene_length=10, centre_shares=[1], image_size=32,
+                          seed=0))
 ratios = [0.1, 1.0]
 seeds = [0]
 selectors = [

@@ -99,3 +99,60 @@ def test_bracket_selectors_ignore_the_seed_and_need_planted_kinds(pool, name):
     plain = InMemoryDataset(np.zeros((10, 8, 8, 3), np.uint8))
     with pytest.raises(SelectionError, match="kind"):
         run_selector(selector, plain, 0.5, seed=0)
+
+
+# -- the coverage references ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def centres_pool():
+    """Version 4's defaults: four centres of unequal size, heavy-tailed scenes."""
+    return SyntheticEndoscopy(num_frames=4000, invalid_fraction=0.5, image_size=16, seed=3)
+
+
+@pytest.mark.parametrize("ratio", [0.05, 0.2])
+def test_coverage_references_keep_as_many_valid_frames_spread_or_packed(centres_pool, ratio):
+    meta = centres_pool.metadata()
+    kind, scene, centre = meta["kind"].astype(str), meta["scene_id"], meta["centre_id"]
+    spread = run_selector(delbench.get_selector("spread_valid")(), centres_pool, ratio, seed=0)
+    packed = run_selector(delbench.get_selector("packed_valid")(), centres_pool, ratio, seed=0)
+    assert spread.size == packed.size == round(ratio * 4000)
+    for subset in (spread, packed):  # only valid frames while the pool has enough
+        assert (kind[subset.indices] != "invalid").all()
+    # spread: every scene with a valid frame, and every centre, before any scene's second frame
+    valid_scenes = np.unique(scene[kind != "invalid"])
+    assert np.unique(scene[spread.indices]).size == min(valid_scenes.size, spread.size)
+    assert set(centre[spread.indices]) == {0, 1, 2, 3}
+    # packed: the biggest centre's scenes with the most valid frames, each taken whole
+    assert set(centre[packed.indices]) == {int(np.bincount(centre).argmax())}
+    kept_scenes = np.unique(scene[packed.indices])
+    per_scene = collections.Counter(scene[(kind != "invalid") & (centre == 0)])
+    ranked = sorted(per_scene, key=lambda s: (-per_scene[s], s))
+    assert set(kept_scenes) == set(ranked[:kept_scenes.size])
+    assert all(per_scene[s] == int((scene[packed.indices] == s).sum()) for s in ranked[:kept_scenes.size - 1])
+    assert kept_scenes.size < 0.2 * np.unique(scene[spread.indices]).size
+    assert spread.diagnostics["n_centres"] == 4 and packed.diagnostics["n_centres"] == 1
+    assert packed.diagnostics["n_scenes"] == kept_scenes.size
+
+
+def test_spread_valid_interleaves_the_centres_inside_a_round(centres_pool):
+    meta = centres_pool.metadata()
+    # fewer frames than centres × their smallest scene count: each centre gets its share of scenes
+    n_scenes = {c: np.unique(meta["scene_id"][(meta["centre_id"] == c) & (meta["kind"] != "invalid")]).size
+                for c in range(4)}
+    k = 4 * min(n_scenes.values())
+    subset = run_selector(delbench.get_selector("spread_valid")(), centres_pool, k / 4000, seed=0)
+    assert collections.Counter(meta["centre_id"][subset.indices].tolist()) == {c: k // 4 for c in range(4)}
+
+
+def test_coverage_references_past_the_valid_frames_and_without_centres():
+    pool = SyntheticEndoscopy(num_frames=200, frames_per_sequence=50, scene_length=10, centre_shares=[1],
+                              invalid_fraction=0.5, image_size=16, seed=0)
+    kind = pool.metadata()["kind"].astype(str)
+    for name in ("spread_valid", "packed_valid"):
+        subset = run_selector(delbench.get_selector(name)(), pool, 0.9, seed=0)
+        kept = kind[subset.indices]
+        assert (kept != "invalid").sum() == (kind != "invalid").sum()  # every valid frame, then invalid ones
+        assert np.array_equal(subset.indices, run_selector(delbench.get_selector(name)(), pool, 0.9, seed=5).indices)
+    plain = InMemoryDataset(np.zeros((10, 8, 8, 3), np.uint8))
+    with pytest.raises(SelectionError, match="kind"):
+        run_selector(delbench.get_selector("spread_valid")(), plain, 0.5, seed=0)

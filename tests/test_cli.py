@@ -338,7 +338,7 @@ def test_run_with_the_bracket_reports_validity_and_require_valid_follows_it(tmp_
     assert passed in (True, False)  # tiny is too small to pass reliably; the verdict must follow the data
     assert code == (0 if passed else 2)
     assert last.startswith("bracket check " + ("PASSED" if passed else "FAILED"))
-    (entry,) = validity["bracket"]
+    (entry,) = validity["brackets"]["quality"]["entries"]
     assert entry["ratio"] == 0.1 and set(entry["selectors"]) == {"oracle", "random", "anti_oracle"}
     assert entry["gaps"]["oracle-random"]["seeds"] == [0, 1]
     rows = read_rows(work)

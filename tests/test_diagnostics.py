@@ -11,12 +11,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def diagnostic():
+def diagnostic_module():
     spec = importlib.util.spec_from_file_location("training_sets", ROOT / "benchmarks/diagnostics/training_sets.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def diagnostic():
+    return diagnostic_module()
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +40,18 @@ def test_one_kind_draws_frames_of_that_kind_once(diagnostic, metadata):
     assert (metadata["kind"][valid] != "invalid").all()
     with pytest.raises(SystemExit, match="no frame of kind 'sharp'"):
         diagnostic.one_kind(metadata, "sharp", 5)
+    clean = diagnostic.one_kind(metadata, "clean", 5)
+    assert np.array_equal(clean, np.flatnonzero(metadata["kind"] != "invalid"))
+
+
+def test_coverage_sets_are_the_coverage_references():
+    from delbench_plugins.datasets.synthetic import SyntheticEndoscopy
+
+    pool = SyntheticEndoscopy(num_frames=2000, image_size=16, seed=1)
+    metadata = pool.metadata()
+    spread, packed = (diagnostic_module().one_kind(metadata, name, 100, pool) for name in ("spread", "packed"))
+    assert spread.size == packed.size == 100 and (metadata["kind"][spread] != "invalid").all()
+    assert np.unique(metadata["scene_id"][spread]).size > 5 * np.unique(metadata["scene_id"][packed]).size
 
 
 def test_mixture_holds_the_valid_fraction_and_only_the_asked_invalid_types(diagnostic, metadata):
@@ -54,6 +70,7 @@ def test_cli_scores_training_sets_with_the_protocol(diagnostic, capsys):
     lines = diagnostic.main(argv)
     assert [line.get("set", line.get("mix_valid")) for line in lines] == ["valid", "init", 0.5]
     assert all(0.0 <= line["score"] <= 100.0 for line in lines)
+    assert all(line["scores"] == {"synthetic_polyp_seg/segmentation": line["score"]} for line in lines)
     again = diagnostic.main(argv[:-4] + ["--sets", "valid"])
     assert again[0]["score"] == lines[0]["score"]  # same seed, same training set: same score
     assert capsys.readouterr().out.count("\n") == 4

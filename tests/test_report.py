@@ -85,6 +85,11 @@ PASSING = {"oracle": [0.80, 0.82, 0.84], "meddel[center=true]": [0.75], "oracle[
            "random": [0.70, 0.71, 0.72], "anti_oracle": [0.50, 0.52, 0.54]}
 
 
+def _quality(validity):
+    """The quality bracket's entries of a summary's validity section."""
+    return validity["brackets"]["quality"]["entries"]
+
+
 def _selection_rows(scores, ratio=0.05, higher_is_better=True, planted=True, loss=None, quality=None):
     """Rows of ``scores[selector][seed]``; ``loss`` and ``quality`` add the secondary metrics."""
     rows = []
@@ -110,7 +115,7 @@ def test_validity_bracket_passes_by_hand():
     summary = summarize(HEADER, rows)
     validity = summary["validity"]
     assert validity["ground_truth"] and validity["bracket_passed"] is True
-    [entry] = validity["bracket"]  # ratio 1 (the `full` row) is not bracketed
+    [entry] = _quality(validity)  # ratio 1 (the `full` row) is not bracketed
     assert (entry["ratio"], entry["missing"], entry["passed"]) == (0.05, [], True)
     oracle = entry["selectors"]["oracle"]
     # oracle 0.80, 0.82, 0.84: mean 0.82, sd 0.02, half width 4.302653 · 0.02 / √3 = 0.049683
@@ -125,9 +130,12 @@ def test_validity_bracket_passes_by_hand():
     # the parametrised oracle[k=2] is no bracket member, but it is in the rank correlation:
     # core kept 1, 0.75, 0.5, 0.25, 0 against scores 0.82, 0.75, 0.73, 0.71, 0.52 is a perfect ranking,
     # rho 1, exact p = 2 / 5! = 1/60
-    [correlation] = validity["rank_correlation"]
+    [place] = validity["rank_correlation"]
+    correlation = place["columns"]["core_kept"]
     assert correlation["n_selectors"] == 5
     assert (correlation["rho"], correlation["p_value"]) == (pytest.approx(1.0), pytest.approx(1 / 60))
+    # every selection kept no invalid frame: the valid share is constant, so no correlation
+    assert math.isnan(place["columns"]["valid_share"]["rho"])
     # held-out loss, lower is better: oracle − random gap = random loss − oracle loss = 0.10, 0.09, 0.08
     [heldout] = validity["heldout_recon_loss"]
     assert heldout["gaps"]["oracle-random"]["mean"] == pytest.approx(0.09) and heldout["passed"]
@@ -142,8 +150,8 @@ def test_validity_bracket_passes_by_hand():
     assert "95 % Student-t interval (significance level 0.05)" in section
     assert "| 0.05    | 82.00 [77.03, 86.97], n=3 |" in section
     assert "+11.00 ± 2.48 (min +10.00)" in section and "+19.00 ± 2.48 (min +18.00)" in section
-    assert "Bracket check: PASSED at ratio 0.05." in section
-    assert "per ratio only" in section and "| 0.05    | 5           | +1.000 | 0.0167 |" in section
+    assert "Quality check: PASSED at ratio 0.05." in section
+    assert "per ratio only" in section and "| +1.000 (p 0.0167, n 5) |" in section
     assert "not used for NormDEL" in section and "+0.09 ± 0.02484 (min +0.08)" in section
     assert "scene_nn_agreement" in section and "0.85" in section
     assert validity_verdict(summary) == "bracket check PASSED at ratio 0.05"
@@ -152,17 +160,17 @@ def test_validity_bracket_passes_by_hand():
 def test_validity_flips_the_sign_for_lower_is_better():
     errors = {name: [1 - v for v in values] for name, values in PASSING.items()}
     validity = summarize(HEADER, _selection_rows(errors, higher_is_better=False))["validity"]
-    [entry] = validity["bracket"]
+    [entry] = _quality(validity)
     assert entry["selectors"]["oracle"]["mean"] == pytest.approx(0.18)  # raw error, unflipped
     assert entry["gaps"]["oracle-random"]["mean"] == pytest.approx(0.11)  # positive: oracle has less error
-    assert entry["passed"] and validity["rank_correlation"][0]["rho"] == pytest.approx(1.0)
+    assert entry["passed"] and validity["rank_correlation"][0]["columns"]["core_kept"]["rho"] == pytest.approx(1.0)
 
 
 def test_validity_bracket_fails_on_one_seed_by_hand():
     failing = dict(PASSING, anti_oracle=[0.50, 0.52, 0.77])
     summary = summarize(HEADER, _selection_rows(failing))
     validity = summary["validity"]
-    [entry] = validity["bracket"]
+    [entry] = _quality(validity)
     gap = entry["gaps"]["random-anti_oracle"]
     # random − anti_oracle per seed: 0.20, 0.19, −0.05; mean 0.34 / 3 = 0.113333;
     # deviations 0.086667, 0.076667, −0.163333, squares sum 0.040067, sd √(0.040067 / 2) = 0.141539,
@@ -173,7 +181,7 @@ def test_validity_bracket_fails_on_one_seed_by_hand():
     assert entry["passed"] is False and validity["bracket_passed"] is False
     markdown = render_markdown(summary)
     assert "| FAIL: random−anti_oracle gap +11.33 ± 35.16 (min −5.00) |" in markdown
-    assert "Bracket check: FAILED at 0.05: random−anti_oracle gap +11.33 ± 35.16 (min −5.00)." in markdown
+    assert "Quality check: FAILED at 0.05: random−anti_oracle gap +11.33 ± 35.16 (min −5.00)." in markdown
     assert validity_verdict(summary) == (
         "bracket check FAILED at 0.05: random−anti_oracle gap +11.33 ± 35.16 (min −5.00)")
 
@@ -182,7 +190,7 @@ def test_validity_with_one_seed_needs_two(tmp_path):
     one_seed = {name: values[:1] for name, values in PASSING.items()}
     rows = _selection_rows(one_seed)
     summary = summarize(HEADER, rows)
-    [entry] = summary["validity"]["bracket"]
+    [entry] = _quality(summary["validity"])
     assert entry["gaps"]["oracle-random"]["gaps"] == pytest.approx([0.10])  # 0.80 − 0.70
     assert entry["passed"] is False and summary["validity"]["bracket_passed"] is False
     assert "needs at least 2 seeds" in render_markdown(summary)
@@ -192,7 +200,7 @@ def test_validity_with_one_seed_needs_two(tmp_path):
     for row in rows:
         append_row(tmp_path / ROWS_FILE, row)
     loaded = json.loads(write_report(tmp_path).files["json"].read_text())
-    assert loaded["validity"]["bracket"][0]["gaps"]["oracle-random"]["half_width"] is None
+    assert _quality(loaded["validity"])[0]["gaps"]["oracle-random"]["half_width"] is None
     assert render_markdown(loaded).split("## Validity")[1] == render_markdown(summary).split("## Validity")[1]
     assert validity_verdict(loaded) == validity_verdict(summary)
 
@@ -200,7 +208,7 @@ def test_validity_with_one_seed_needs_two(tmp_path):
 def test_validity_names_a_missing_bracket_selector():
     rows = _selection_rows(PASSING) + _selection_rows({"oracle": [0.8, 0.8], "random": [0.7, 0.7]}, ratio=0.2)
     summary = summarize(HEADER, rows)
-    at_02 = next(e for e in summary["validity"]["bracket"] if e["ratio"] == 0.2)
+    at_02 = next(e for e in _quality(summary["validity"]) if e["ratio"] == 0.2)
     assert at_02["missing"] == ["anti_oracle"] and at_02["passed"] is None and at_02["gaps"] == {}
     assert summary["validity"]["bracket_passed"] is True  # the one ratio that could be checked passed
     assert "not run: anti_oracle missing" in render_markdown(summary)
@@ -212,7 +220,7 @@ def test_validity_on_a_real_pool_without_ground_truth():
                                                 planted=False))
     validity = summary["validity"]
     assert validity["ground_truth"] is False and validity["bracket_passed"] is None
-    assert validity["bracket"] == [] and validity["rank_correlation"] == []
+    assert _quality(validity) == [] and validity["rank_correlation"] == []
     section = render_markdown(summary).split("## Validity", 1)[1]
     assert "no planted ground truth" in section and "`synthetic_endoscopy`" in section
     assert validity_verdict(summary) is None
@@ -427,3 +435,79 @@ def test_html_pages_carry_no_markup_links_or_images_from_run_data():
     assert "javascript:" not in body and "http://example.com/t.png" not in body
     assert re.findall(r'<a [^>]*href="([^"]*)"', body) == ["#scores"]  # the nav, nothing else
     assert re.findall(r'<img [^>]*src="([^"]*)"', body) == ["data:image/png;base64,scores.png"]
+
+
+# -- validity: the coverage bracket and several downstream sets ----------------------------
+
+def _set_rows(scores, task_dataset, ratio=0.05, covered=None):
+    """Rows of ``scores[selector][seed]`` on one downstream set, the valid frames of each
+    selection covering ``covered[selector]`` scenes (of 40)."""
+    rows = []
+    for selector, values in scores.items():
+        for seed, score in enumerate(values):
+            row = _row(selector, ratio, seed, score, 0.6, {"core": (4, 2), "invalid": (50, 0)})
+            row.task_dataset = task_dataset
+            row.key = row.key.replace("seg/", f"{task_dataset}/")
+            if covered:
+                row.selection["coverage"] = {"scenes": {"pool": 40, "kept": covered[selector]},
+                                             "centres": {"pool": 4, "kept": min(4, covered[selector])}}
+            rows.append(row)
+    return rows
+
+
+def test_coverage_bracket_needs_one_point_on_every_seed():
+    # spread − packed per seed: 0.03, 0.02, 0.012 — all above the 1-point margin, mean 0.020667,
+    # sd 0.009018, half width 4.302653 · 0.009018 / √3 = 0.022403 > mean: fails on its interval
+    near = {"spread_valid": [0.73, 0.72, 0.722], "packed_valid": [0.70, 0.70, 0.71], **PASSING}
+    validity = summarize(HEADER, _set_rows(near, "seg", covered={"spread_valid": 40, "packed_valid": 2,
+                                                                 **{k: 20 for k in PASSING}}))["validity"]
+    [coverage] = validity["brackets"]["coverage"]["entries"]
+    gap = coverage["gaps"]["spread_valid-packed_valid"]
+    assert gap["gaps"] == pytest.approx([0.03, 0.02, 0.012]) and not gap["holds"]
+    assert validity["brackets"]["quality"]["passed"] is True and validity["bracket_passed"] is False
+    # clear of its interval but one seed below the margin: 0.012, 0.012, 0.009
+    tight = dict(near, spread_valid=[0.712, 0.712, 0.709], packed_valid=[0.70, 0.70, 0.70])
+    validity = summarize(HEADER, _set_rows(tight, "seg"))["validity"]
+    gap = validity["brackets"]["coverage"]["entries"][0]["gaps"]["spread_valid-packed_valid"]
+    assert gap["mean"] > gap["half_width"] and min(gap["gaps"]) < 0.01 and not gap["holds"]
+    # 0.03, 0.03, 0.03 on every seed: holds
+    clear = dict(near, spread_valid=[0.73, 0.73, 0.74])
+    summary = summarize(HEADER, _set_rows(clear, "seg", covered={"spread_valid": 40, "packed_valid": 2,
+                                                                 **{k: 20 for k in PASSING}}))
+    validity = summary["validity"]
+    assert validity["brackets"]["coverage"]["passed"] is True and validity["bracket_passed"] is True
+    assert validity_verdict(summary) == ("bracket check PASSED at ratio 0.05; "
+                                         "coverage check PASSED at ratio 0.05")
+    section = render_markdown(summary).split("## Validity", 1)[1].split("## What the selections", 1)[0]
+    assert "**coverage**" in section and "Coverage check: PASSED at ratio 0.05." in section
+    # scenes covered, spread 40 > the rest 20 > packed 2, against the scores: ties, but positive
+    scenes = validity["rank_correlation"][0]["columns"]["scenes_covered"]
+    assert scenes["n_selectors"] == 7 and scenes["rho"] > 0
+    assert {p["selector"]: p["truth"] for p in scenes["points"]}["packed_valid"] == 2
+
+
+def test_a_run_without_the_coverage_selectors_leaves_coverage_out():
+    summary = summarize(HEADER, _selection_rows(PASSING))
+    validity = summary["validity"]
+    assert validity["brackets"]["coverage"]["passed"] is None
+    assert validity_verdict(summary) == "bracket check PASSED at ratio 0.05"
+    assert "**coverage**" not in render_markdown(summary)
+
+
+def test_several_downstream_sets_decide_on_their_mean():
+    # set b alone fails random − anti_oracle (gaps 0.20, 0.19, 0.02: mean 0.137 < half width 0.237);
+    # the mean over both sets holds (gaps 0.20, 0.19, 0.10: mean 0.163 > half width 0.137)
+    a = {"oracle": [0.80, 0.82, 0.84], "random": [0.70, 0.71, 0.72], "anti_oracle": [0.50, 0.52, 0.54]}
+    b = dict(a, anti_oracle=[0.50, 0.52, 0.70])
+    summary = summarize(HEADER, _set_rows(a, "centre_a") + _set_rows(b, "centre_b"))
+    entries = summary["validity"]["brackets"]["quality"]["entries"]
+    by_set = {e["task_dataset"]: e for e in entries}
+    assert set(by_set) == {"centre_a", "centre_b", "all sets"}
+    assert by_set["centre_b"]["passed"] is False and not by_set["centre_b"]["decides"]
+    mean = by_set["all sets"]
+    assert mean["decides"] and mean["passed"] is True
+    assert mean["selectors"]["anti_oracle"]["mean"] == pytest.approx((0.50 + 0.52 + 0.62) / 3)
+    assert summary["validity"]["bracket_passed"] is True
+    assert validity_verdict(summary) == "bracket check PASSED at ratio 0.05"
+    section = render_markdown(summary).split("## Validity", 1)[1]
+    assert "### all sets / segmentation" in section and "### centre_b / segmentation" in section

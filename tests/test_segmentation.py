@@ -157,8 +157,33 @@ def test_knn_probe_is_deterministic_and_samples_a_bounded_bank(polyps):
     assert full.fit(FakeBackbone(), train, seed=1) == {"head": "knn", "k": 5, "bank_tokens": 128, "train_tokens": 128}
 
 
-@pytest.mark.parametrize("params, key", [(dict(head="linear"), "head"), (dict(head="knn", k=0), "k"),
-                                         (dict(head="knn", freeze_encoder=False), "freeze_encoder")])
+@pytest.mark.parametrize("params, key", [(dict(head="svm"), "head"), (dict(head="knn", k=0), "k"),
+                                         (dict(head="knn", freeze_encoder=False), "freeze_encoder"),
+                                         (dict(head="linear", freeze_encoder=False), "freeze_encoder"),
+                                         (dict(head="linear", c=0), "c"), (dict(head="linear", iters=0), "iters")])
 def test_knn_probe_parameters_are_checked(params, key):
     with pytest.raises(delbench.errors.ConfigError, match=key):
         Segmentation(**params)
+
+
+def test_linear_probe_reads_a_linearly_coded_class():
+    task = Segmentation(head="linear", batch_size=4)
+    backbone = MeanColourBackbone()
+    stats = task.fit(backbone, TwoColourSet(6), seed=0)
+    assert stats["head"] == "linear" and stats["train_tokens"] == 6 * 16 and stats["train_loss"] < 0.05
+    test = TwoColourSet(5, offset=3)
+    images = np.stack([test[i]["image"] for i in range(5)])
+    scores = task.head.class_shares(backbone, images, (16, 16))
+    assert scores.shape == (5, 2, 16, 16) and torch.allclose(scores.sum(1), torch.ones(5, 16, 16))
+    assert task.evaluate(backbone, test)["mIoU"] > 0.95  # only the squares' corner pixels are lost
+
+
+def test_linear_probe_is_deterministic_and_balances_the_classes(polyps):
+    train, test = polyps
+    first, again = (Segmentation(head="linear", batch_size=4) for _ in range(2))
+    assert first.fit(FakeBackbone(), train, seed=0) == again.fit(FakeBackbone(), train, seed=1)
+    assert torch.equal(first.head.linear.weight, again.head.linear.weight)
+    assert first.evaluate(FakeBackbone(), test) == again.evaluate(FakeBackbone(), test)
+    # a small foreground is not drowned by the background: some test pixels are called polyp
+    images = np.stack([test[i]["image"] for i in range(len(test))])
+    assert (first.head.class_shares(FakeBackbone(), images, (16, 16)).argmax(1) == 1).any()

@@ -1,13 +1,17 @@
-"""What each kind of pool frame does to the embedded benchmark's score (issue 8's diagnostic).
+"""What each kind of training set does to the embedded benchmark's score.
 
 Pre-trains the protocol's backbone on hand-picked training sets of the synthetic pool (no
-selector involved) for the protocol's compute-matched steps and scores each encoder with the
-protocol's first task, the same code the runner uses. Two kinds of training set:
+selector involved) for the protocol's compute-matched steps and scores each encoder with every
+task of the protocol, the same code the runner uses. Two kinds of training set:
 
 * ``--sets``: ``--set-size`` (default 200, the 5 % subset) frames of one kind each —
   ``valid`` (any non-invalid frame), ``core``, an invalid type (``motion_blur``, ``dark``,
-  ``overexposed``, ``bubbles``, ``out_of_body``), or ``init`` (no pre-training: the randomly
-  initialised encoder). The frames are drawn once (seed 123), the same for every run seed.
+  ``overexposed``, ``bubbles``, ``out_of_body``), ``spread`` or ``packed`` (the valid frames
+  the coverage references ``spread_valid`` and ``packed_valid`` keep: one per scene over every
+  centre first, or the fewest scenes of the biggest centre), ``clean`` (every valid frame of
+  the pool, whatever the set size: the whole clean pool) or ``init`` (no pre-training: the
+  randomly initialised encoder). The frames are drawn once (seed 123), the same for every run
+  seed.
 * ``--mix``: for each valid fraction f, round(f · set size) valid frames and the rest invalid
   frames of ``--invalid-types`` (default: all), drawn per run seed ([seed, 99]) as a random
   subset would be.
@@ -26,8 +30,12 @@ from those weights, as in a run, except under ``--vary init``.
 ``--start warmup`` starts every training from the protocol's embedding warm-up (MAE on the
 whole pool, seeded by itself) instead of fresh weights; ``--start FILE`` from a checkpoint.
 ``--cfg-options`` overrides the protocol as ``delbench run`` does (e.g.
-``pretrain.optimizer.lr=1e-4``). One JSON line per (training set, seed): the score in % and
-the seconds it took, about 20 s with one torch thread on this 2-core CPU.
+``pretrain.optimizer.lr=1e-4``; ``pretrain.reference_epochs=2.4`` for 4× the steps). One JSON
+line per (training set, seed): ``score``, the mean of the tasks' scores in % (the score the
+benchmark ranks by), ``scores`` per task label, and the seconds it took.
+
+    python benchmarks/diagnostics/training_sets.py --protocol benchmarks/validity.py --seeds 0,1,2 \
+        --sets clean,init,spread,packed
 """
 from __future__ import annotations
 
@@ -50,10 +58,22 @@ DEFAULT_PROTOCOL = HERE.parent / "validity.py"
 DEFAULT_SET_SIZE = 200  # the 5 % subset of the 4,000-frame pool
 
 
-def one_kind(metadata: dict[str, np.ndarray], name: str, size: int) -> np.ndarray:
+#: training sets that are a reference selector's subset of ``--set-size`` frames
+COVERAGE_SETS = {"spread": "spread_valid", "packed": "packed_valid"}
+
+
+def one_kind(metadata: dict[str, np.ndarray], name: str, size: int, pool: Any = None) -> np.ndarray:
     """``size`` frames of one kind (fewer if the pool has fewer), drawn once (the same for
-    every run seed)."""
+    every run seed); ``spread`` and ``packed`` are the coverage references' subsets of
+    ``pool``, ``clean`` every valid frame."""
     kind, invalid_type = metadata["kind"].astype(str), metadata["invalid_type"].astype(str)
+    if name == "clean":
+        return np.flatnonzero(kind != "invalid")
+    if name in COVERAGE_SETS:
+        from delbench import get_selector
+        from delbench.run.select import run_selector
+
+        return run_selector(get_selector(COVERAGE_SETS[name])(), pool, size / len(pool), seed=0).indices
     members = {"valid": kind != "invalid", "core": kind == "core"}.get(name, invalid_type == name)
     candidates = np.flatnonzero(members)
     if candidates.size == 0:
@@ -77,10 +97,11 @@ def mixture(metadata: dict[str, np.ndarray], valid_fraction: float, invalid_type
 
 
 def score(protocol: Any, pool: Any, indices: np.ndarray | None, *, init_seed: int, training_seed: int,
-          start: Path | None = None) -> float:
-    """Pre-train on ``indices`` (None: no pre-training) and return the first task's metric in %.
-    ``init_seed`` seeds the initial weights (unless ``start``, a checkpoint, replaces them),
-    ``training_seed`` the masks, flips and order."""
+          start: Path | None = None) -> dict[str, float]:
+    """Pre-train on ``indices`` (None: no pre-training) for the protocol's steps for a subset
+    of its size (compute-matched: the same for every set) and return every task's
+    metric in %, by task label. ``init_seed`` seeds the initial weights (unless ``start``, a
+    checkpoint, replaces them), ``training_seed`` the masks, flips and order."""
     seed_everything(init_seed)
     backbone = plugins.create("backbone", protocol.backbone.name, protocol.backbone.params)
     if start is not None:
@@ -89,13 +110,15 @@ def score(protocol: Any, pool: Any, indices: np.ndarray | None, *, init_seed: in
         steps = protocol.pretrain.steps(len(pool), indices.size)
         backbone.pretrain(pool, indices, steps=steps, batch_size=protocol.pretrain.batch_size,
                           seed=training_seed, optimizer=protocol.pretrain.optimizer)
-    spec = protocol.tasks[0]
-    datasets = {split: plugins.create("dataset", spec.dataset.name, spec.dataset.params,
-                                      **protocol.dataset_arguments(spec.dataset, split))
-                for split in (spec.train_split, spec.test_split)}
-    task = plugins.create("task", spec.name, spec.params)
-    task.fit(backbone, datasets[spec.train_split], seed=training_seed)
-    return 100.0 * float(task.evaluate(backbone, datasets[spec.test_split])[task.metric])
+    scores = {}
+    for spec in protocol.tasks:
+        datasets = {split: plugins.create("dataset", spec.dataset.name, spec.dataset.params,
+                                          **protocol.dataset_arguments(spec.dataset, split))
+                    for split in (spec.train_split, spec.test_split)}
+        task = plugins.create("task", spec.name, spec.params)
+        task.fit(backbone, datasets[spec.train_split], seed=training_seed)
+        scores[spec.label] = 100.0 * float(task.evaluate(backbone, datasets[spec.test_split])[task.metric])
+    return scores
 
 
 def initial_seed(protocol: Any, seed: int) -> int:
@@ -146,7 +169,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     invalid_types = args.invalid_types.split(",") if args.invalid_types else None
     plans: list[tuple[dict[str, Any], Any]] = []
     for name in filter(None, args.sets.split(",")):
-        plans.append(({"set": name}, None if name == "init" else one_kind(metadata, name, args.set_size)))
+        plans.append(({"set": name}, None if name == "init" else one_kind(metadata, name, args.set_size, pool)))
     for fraction in filter(None, args.mix.split(",")):
         plans.append(({"mix_valid": float(fraction), "invalid_types": args.invalid_types or "all"}, float(fraction)))
     lines = []
@@ -162,9 +185,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 training_seed = seeds[0] if args.vary == "init" else seed
                 indices = (mixture(metadata, plan, invalid_types, training_seed, args.set_size)
                            if isinstance(plan, float) else plan)
-                value = score(protocol, pool, indices, init_seed=init_seed, training_seed=training_seed, start=start)
+                values = score(protocol, pool, indices, init_seed=init_seed, training_seed=training_seed, start=start)
                 line = {**label, "pool_seed": args.pool_seed, "seed": seed, "vary": args.vary, "start": args.start,
-                        "score": round(value, 2), "seconds": round(time.perf_counter() - started, 1)}
+                        "score": round(float(np.mean(list(values.values()))), 2),
+                        "scores": {k: round(v, 2) for k, v in values.items()},
+                        "seconds": round(time.perf_counter() - started, 1)}
                 print(json.dumps(line), flush=True)
                 lines.append(line)
     return lines

@@ -153,7 +153,18 @@ def _tasks(raw: Mapping[str, Any]) -> tuple[TaskSpec, ...]:
         for key, split in splits.items():
             if not isinstance(split, str):
                 raise ConfigError(f"tasks[{i}].{key} must be a split name, got {split!r}")
-        tasks.append(TaskSpec(task.name, _plugin(entry["dataset"], f"tasks[{i}].dataset"), task.params, **splits))
+        dataset, label = entry["dataset"], None
+        if isinstance(dataset, Mapping) and "label" in dataset:
+            dataset, label = {k: v for k, v in dataset.items() if k != "label"}, dataset["label"]
+            if not (isinstance(label, str) and label and "/" not in label and "|" not in label):
+                raise ConfigError(f"tasks[{i}].dataset.label must be a non-empty name without '/' or '|', "
+                                  f"got {label!r}")
+        tasks.append(TaskSpec(task.name, _plugin(dataset, f"tasks[{i}].dataset"), task.params, **splits,
+                              dataset_label=label))
+        taken = [j for j, other in enumerate(tasks[:-1]) if other.label == tasks[-1].label]
+        if taken:
+            raise ConfigError(f"tasks[{i}] and tasks[{taken[0]}] are both '{tasks[-1].label}': give one of them a "
+                              f"dataset label (tasks[{i}].dataset.label='...') to tell their rows apart")
     if not tasks:
         raise ConfigError("'tasks' must list at least one downstream task")
     return tuple(tasks)
@@ -178,7 +189,7 @@ def _generalization(raw: Mapping[str, Any], tasks: tuple[TaskSpec, ...]) -> Gene
     generalization = GeneralizationSpec(_strings(gen.get("datasets", ()), "generalization.datasets"),
                                         _strings(gen.get("selectors", ()), "generalization.selectors"),
                                         _ratios(gen["ratios"], "generalization.ratios") if gen.get("ratios") else ())
-    task_datasets = {t.dataset.name for t in tasks}
+    task_datasets = {t.dataset_key for t in tasks}
     missing = [d for d in generalization.datasets if d not in task_datasets]
     if missing:
         raise ConfigError(f"generalization.datasets {missing} are not datasets of any task "

@@ -71,10 +71,19 @@ class TaskSpec:
     params: dict[str, Any] = field(default_factory=dict)
     train_split: str = "train"
     test_split: str = "test"
+    #: what rows and reports call the downstream set (config key ``tasks[i].dataset.label``);
+    #: None: its registry name. Two sets of one dataset plugin (two centres, two roots) need one.
+    dataset_label: str | None = None
+
+    @property
+    def dataset_key(self) -> str:
+        """The downstream set's name in rows, cell keys and reports: its label, else its
+        registry name."""
+        return self.dataset_label or self.dataset.name
 
     @property
     def label(self) -> str:
-        return f"{self.dataset.name}/{self.name}"
+        return f"{self.dataset_key}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -208,6 +217,10 @@ class Protocol:
         for selector in data["selectors"]:  # unset per-selector seeds leave the config hash unchanged
             if selector["seeds"] is None:
                 del selector["seeds"]
+        for task in data["tasks"]:  # a dataset label is written where the config sets it
+            label = task.pop("dataset_label")
+            if label is not None:
+                task["dataset"]["label"] = label
         if data["significance"] == DEFAULT_SIGNIFICANCE:  # likewise the default significance level
             del data["significance"]
         return plain_data(data)

@@ -169,19 +169,25 @@ def _truth_table(summary: dict[str, Any]) -> list[str]:
     if not rows:
         return []
     kinds = sorted({k[:-5] for r in rows for k in r if k.endswith("_kept")})
+    groups = sorted({k[:-8] for r in rows for k in r if k.endswith("_covered")})
     headers = ["selector", "ratio", "selected"]
     for kind in kinds:
         headers.append(f"{kind} kept %" if kind == "core" else f"{kind} removed %")
+    in_pool = {g: next(r[f"{g}_in_pool"] for r in rows if f"{g}_in_pool" in r) for g in groups}
+    headers += [f"{group} covered (of {in_pool[group]})" for group in groups]
     table = []
     for r in rows:
         line = [r["selector"], f"{r['ratio']:g}", str(r["n_selected"])]
         for kind in kinds:
             kept = r.get(f"{kind}_kept", math.nan)
             line.append(f"{100 * kept:.1f}" if kind == "core" else f"{100 * (1 - kept):.1f}")
+        line += [f"{r[f'{g}_covered']:.4g}" if f"{g}_covered" in r else "—" for g in groups]
         table.append(line)
+    coverage = (" The last columns count the planted groups (scenes, centres) that the kept valid frames "
+                "cover, out of those of the pool with a valid frame (more is more diverse)." if groups else "")
     return ["## What the selections removed (planted ground truth)", "",
             "Share of the pool's frames of each planted kind: core frames kept, near-duplicate and "
-            "invalid frames removed (higher is better in every column).", "",
+            f"invalid frames removed (higher is better in every column).{coverage}", "",
             tabulate(table, headers=headers, tablefmt="github", disable_numparse=True), ""]
 
 

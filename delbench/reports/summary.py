@@ -148,7 +148,8 @@ def summarize(header: dict[str, Any], rows: list[ResultRow]) -> dict[str, Any]:
         composition = (row.selection or {}).get("composition")
         if row.ok and composition:
             ground_truth.setdefault((row.selector, row.ratio, row.seed),
-                                    {"n_selected": row.n_selected, "composition": composition})
+                                    {"n_selected": row.n_selected, "composition": composition,
+                                     "coverage": (row.selection or {}).get("coverage") or {}})
     truth_rows = []
     by_selection: dict[tuple, list[dict]] = defaultdict(list)
     for (selector, ratio, _), value in ground_truth.items():
@@ -159,6 +160,9 @@ def summarize(header: dict[str, Any], rows: list[ResultRow]) -> dict[str, Any]:
         for kind in sorted(values[0]["composition"]):
             shares = [v["composition"][kind]["kept"] / max(1, v["composition"][kind]["pool"]) for v in values]
             entry[f"{kind}_kept"] = mean_std(shares)[0]
+        for group in sorted(values[0]["coverage"]):  # distinct scenes, centres the valid frames cover
+            entry[f"{group}_covered"] = mean_std(v["coverage"][group]["kept"] for v in values)[0]
+            entry[f"{group}_in_pool"] = values[0]["coverage"][group]["pool"]
         truth_rows.append(entry)
     failed = [{"key": r.key, "stage": r.stage, "error": r.error or ""} for r in rows if not r.ok]
     references: dict[tuple, list[ResultRow]] = defaultdict(list)

@@ -51,7 +51,7 @@ def evaluate_task(ctx: RunContext, task_spec: TaskSpec, checkpoint: Path | None,
     with stage_deadline("evaluate", protocol.execution.timeout("evaluate")):
         fit_stats = task.fit(backbone, train, seed=seed)
         metrics = _checked_metrics(task_spec.name, task.metric, task.evaluate(backbone, test))
-        cross = {other.dataset.name: _checked_metrics(task_spec.name, task.metric, task.evaluate(
+        cross = {other.dataset_key: _checked_metrics(task_spec.name, task.metric, task.evaluate(
             backbone, open_dataset(ctx, other.dataset, other.test_split))) for other in cross_tasks}
     score = None if ratio is None else normdel(metrics[task.metric], ratio, protocol.alpha)
     return Evaluation(task.metric, metrics, fit_stats, cross, score, time.perf_counter() - started)
@@ -76,7 +76,7 @@ def _checked_metrics(name: str, metric: str, metrics: Any) -> dict[str, float]:
 def cross_tasks(protocol: Protocol, cell: "Cell") -> tuple[TaskSpec, ...]:
     """The other tasks of the same kind a cell's head is also tested on (final checkpoint only)."""
     if cell.pretrain_epoch is not None or not protocol.generalization.applies(
-            cell.selector.name, cell.ratio, cell.task.dataset.name):
+            cell.selector.name, cell.ratio, cell.task.dataset_key):
         return ()
-    return tuple(t for t in protocol.tasks if t.name == cell.task.name and t.dataset.name != cell.task.dataset.name
-                 and t.dataset.name in protocol.generalization.datasets)
+    return tuple(t for t in protocol.tasks if t.name == cell.task.name and t.dataset_key != cell.task.dataset_key
+                 and t.dataset_key in protocol.generalization.datasets)

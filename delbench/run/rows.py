@@ -49,7 +49,7 @@ def make_row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation
         checkpoint=cell.reference.checkpoint if cell.reference else None,
         backbone=protocol.backbone.name, backbone_version=_version("backbone", protocol.backbone.name),
         backbone_model=protocol.backbone.params.get("model"), task=cell.task.name,
-        task_version=_version("task", cell.task.name), task_dataset=cell.task.dataset.name, ratio=cell.ratio,
+        task_version=_version("task", cell.task.name), task_dataset=cell.task.dataset_key, ratio=cell.ratio,
         seed=cell.seed, pretrain_epoch=cell.pretrain_epoch, n_pool=len(ctx.pool),
         n_selected=0 if cell.reference else None, metric=task_cls.metric,
         higher_is_better=bool(task_cls.higher_is_better), started_at=started_at, finished_at=utc_now(), env=ctx.env)
@@ -58,6 +58,8 @@ def make_row(ctx: RunContext, cell: "Cell", started_at: str, outcome: Evaluation
         row.n_selected, row.subset_sha256 = subset.size, subset.sha256
         row.ids_sha256, row.pool_ids_sha256 = subset.ids_sha256, subset.pool_ids_sha256
         row.selection = {"diagnostics": meta.get("diagnostics", {}), "composition": meta.get("composition")}
+        if meta.get("coverage"):
+            row.selection["coverage"] = meta["coverage"]
         if meta.get("kind") == "derived":
             row.selection["derived"] = {"manifest": meta["manifest"], "n_images": subset.size,
                                         "patch_sources": meta.get("patch_sources")}

@@ -143,6 +143,26 @@ def _composition(pool: Any, indices: np.ndarray) -> dict[str, dict[str, int]] | 
             for k in np.unique(kinds)}
 
 
+#: ground-truth columns whose distinct values a selection's valid frames cover (``coverage``)
+COVERAGE_COLUMNS = {"scene_id": "scenes", "centre_id": "centres"}
+
+
+def _coverage(pool: Any, indices: np.ndarray) -> dict[str, dict[str, int]] | None:
+    """Per planted grouping (scenes, centres): how many groups hold a valid frame of the pool
+    and how many a valid frame the subset kept (for a derived subset: cut from). None for a
+    pool without these columns."""
+    metadata = pool.metadata() if hasattr(pool, "metadata") else {}
+    columns = {name: np.asarray(metadata[column]) for column, name in COVERAGE_COLUMNS.items() if column in metadata}
+    if not columns:
+        return None
+    kind = metadata.get("kind")
+    valid = np.ones(len(pool), bool) if kind is None else np.asarray(kind).astype(str) != "invalid"
+    kept = np.zeros(len(pool), bool)
+    kept[indices] = True
+    return {name: {"pool": int(np.unique(values[valid]).size), "kept": int(np.unique(values[valid & kept]).size)}
+            for name, values in columns.items()}
+
+
 def _patch_sources(pool: Any, subset: DerivedSubset) -> dict[str, int] | None:
     """Per planted kind: how many of a derived subset's patches were cut from frames of it."""
     kinds = pool.metadata().get("kind") if hasattr(pool, "metadata") else None
@@ -184,6 +204,7 @@ def select_subset(ctx: RunContext, selector: SelectorSpec, ratio: float, seed: i
             # the scoring model's warm-up is part of what a backbone-reading selection costs
             "warmup_seconds": ctx.warmup_seconds if requires_backbone else None,
             "diagnostics": subset.diagnostics, "composition": _composition(ctx.pool, subset.indices),
+            "coverage": _coverage(ctx.pool, subset.indices),
             "embedding_quality": ctx.embedding_quality if requires_embeddings else None}
     if isinstance(subset, DerivedSubset):
         meta["manifest"] = subset.manifest_path.relative_to(ctx.work_dir).as_posix()

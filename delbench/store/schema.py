@@ -47,7 +47,9 @@ class ResultRow:
       (None: the end of pre-training);
     - the subset (:mod:`delbench.sdk.subsets`): ``n_pool``, ``n_selected``, ``subset_sha256``,
       ``ids_sha256``, ``pool_ids_sha256``, ``selection`` (the selector's ``diagnostics`` and
-      the pool ``composition`` it kept, where the pool has planted kinds; for a derived
+      the pool ``composition`` it kept, where the pool has planted kinds, and the
+      ``coverage`` of its valid frames, where it has planted scenes or centres: groups of the
+      pool with a valid frame and groups the subset kept one of; for a derived
       subset ``n_selected`` counts its images, ``subset_sha256`` is its manifest's sha256,
       the composition counts source frames and ``selection["derived"]`` gives the manifest's
       path and ``patch_sources``, the patches cut from frames of each kind);

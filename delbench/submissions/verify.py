@@ -257,7 +257,7 @@ def _check_rows(directory: Path, header: dict[str, Any], protocol: Any, records:
             problems.append(f"row {key}: failed" + (f" in {row.stage}" if row.stage else "") + f": {row.error}")
             continue
         expected = {"selector": cell.label, "ratio": cell.ratio, "seed": cell.seed, "task": cell.task.name,
-                    "task_dataset": cell.task.dataset.name, "pretrain_epoch": cell.pretrain_epoch,
+                    "task_dataset": cell.task.dataset_key, "pretrain_epoch": cell.pretrain_epoch,
                     "kind": "reference" if cell.reference else "selection"}
         for name, value in expected.items():
             if getattr(row, name) != value:
@@ -314,7 +314,7 @@ def _rerun(directory: Path, header: dict[str, Any], protocol: Any, rows: list[Re
     problems = []
     for row in (candidates[i] for i in sorted(picked)):
         spec = next(s for s in protocol.selectors if s.label == row.selector)
-        task = next(t for t in protocol.tasks if (t.name, t.dataset.name) == (row.task, row.task_dataset))
+        task = next(t for t in protocol.tasks if (t.name, t.dataset_key) == (row.task, row.task_dataset))
         with tempfile.TemporaryDirectory(prefix="delbench-rerun-") as tmp:
             one = replace(protocol, selectors=(replace(spec, ratios=(row.ratio,), seeds=(row.seed,)),), tasks=(task,),
                           references=(), generalization=GeneralizationSpec(), runtime={"cache_dir": f"{tmp}/cache"},

@@ -1,31 +1,36 @@
 """Procedurally generated endoscopy-like data: the embedded default pool and a downstream set.
 
-``synthetic_endoscopy`` imitates the data-effective-learning problem: long videos of few
-distinct scenes, so neighbouring frames are near-duplicates, plus a configurable share of
-invalid frames (motion blur, too dark, over-exposed, bubbles/glare, out-of-body) planted in
-episodes of ``invalid_episode_length`` frames that share their corruption, as in real video. Every frame
-is generated on demand from ``(seed, index)``: nothing is stored, any size works, and the
-ground truth (``sequence_id``, ``scene_id``, ``kind``) is known for every frame, so a report
-can score what a selector removed.
+``synthetic_endoscopy`` imitates the data-effective-learning problem as real endoscopy pools
+pose it: videos from several acquisition centres of unequal size, each centre with its own
+camera and light (colour cast, illumination, texture scale, vignetting, sensor noise); scenes
+of heavy-tailed duration, so a few long, nearly static stretches hold many frames and most
+scenes are short; and a configurable share of invalid frames (motion blur, too dark,
+over-exposed, bubbles/glare, out-of-body) planted in episodes of ``invalid_episode_length``
+frames that share their corruption, as in real video. Every frame is generated on demand from
+``(seed, index)``: nothing is stored, any size works, and the ground truth (``centre_id``,
+``sequence_id``, ``scene_id``, ``kind``, ``invalid_type``) is known for every frame, so a
+report can score what a selector removed and what it covered.
 
-``synthetic_polyp_seg`` is the companion downstream segmentation set (polyp masks) with a
-mild domain shift between its ``train`` and ``test`` splits (colour temperature, exposure,
-noise), like moving between centres.
+``synthetic_polyp_seg`` is the companion downstream segmentation set (polyp masks), seen
+through one centre's camera (``centre``), or, without one, with a mild domain shift between
+its ``train`` and ``test`` splits (colour temperature, exposure, noise).
 """
 from __future__ import annotations
 
 import functools
-from typing import Any, Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from delbench.sdk import Dataset, check_int, check_number, check_split, hookimpl
+from delbench.sdk import ConfigError, Dataset, check_int, check_number, check_split, hookimpl
 
 KINDS = ("core", "near_duplicate", "invalid")
 
 # Stream identifiers keep the random streams of the two datasets and of the roles inside
 # them independent: changing one never shifts another.
 _STREAM_FRAME, _STREAM_SCENE, _STREAM_DOWNSTREAM, _STREAM_EPISODE, _STREAM_INVALID_TYPE = 1, 2, 3, 4, 14
+_STREAM_LAYOUT, _STREAM_LOOK = 5, 6
 
 
 def _uniform(seed: int, stream: int, index: np.ndarray) -> np.ndarray:
@@ -45,28 +50,33 @@ def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def render_tissue(rng: np.random.Generator, size: int, *, polyps: int,
-                  shift: dict[str, float] | None = None, polyp_contrast: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                  shift: dict[str, float] | None = None, polyp_contrast: float = 1.0,
+                  detail: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """One endoscopy-like scene: mucosa texture, vessels, specular spots and polyps.
 
     ``polyp_contrast`` scales how far a polyp's colour lies from the mucosa's (1: the default
     pinker, lighter polyps; 0: the mucosa's own colour, told apart only by shading, the missing
-    vessels and the outline). Every random draw is the same at any value.
+    vessels and the outline). ``detail`` is the texture scale of a centre's optics: above 1 the
+    folds, vessels and spots are finer (a wider view), below 1 coarser (a close-up capsule
+    view); polyps keep their size. Every random draw is the same at any value of either.
     Returns float32 RGB in [0, 255] (size × size × 3) and the polyp mask (uint8, {0, 1}).
     """
     yy, xx = _grid(size)
+    # the texture's own coordinates, zoomed about the centre of the view
+    ty, tx = (yy, xx) if detail == 1.0 else (0.5 + (yy - 0.5) * np.float32(detail), 0.5 + (xx - 0.5) * np.float32(detail))
     base = np.array([rng.uniform(170, 225), rng.uniform(75, 120), rng.uniform(65, 105)], np.float32)
     # low-frequency folds of the mucosa
     shade = np.zeros((size, size), np.float32)
     for _ in range(6):
         fx, fy = rng.uniform(0.5, 3.0, size=2)
         phase = rng.uniform(0, 2 * np.pi)
-        shade += rng.uniform(0.05, 0.15) * np.sin(2 * np.pi * (fx * xx + fy * yy) + phase)
+        shade += rng.uniform(0.05, 0.15) * np.sin(2 * np.pi * (fx * tx + fy * ty) + phase)
     image = base[None, None, :] * (1.0 + shade[..., None])
     # vessels: thin dark-red sinusoidal curves
     for _ in range(rng.integers(2, 6)):
         amp, freq, phase, offset = rng.uniform(0.03, 0.15), rng.uniform(1, 4), rng.uniform(0, 6.3), rng.uniform(0.1, 0.9)
         along_x = rng.random() < 0.5
-        u, v = (xx, yy) if along_x else (yy, xx)
+        u, v = (tx, ty) if along_x else (ty, tx)
         dist = np.abs(v - (offset + amp * np.sin(2 * np.pi * freq * u + phase)))
         width = rng.uniform(0.004, 0.012)
         vessel = np.exp(-(dist / width) ** 2)[..., None]
@@ -91,18 +101,70 @@ def render_tissue(rng: np.random.Generator, size: int, *, polyps: int,
     # specular highlights typical of wet mucosa
     for _ in range(rng.integers(1, 4)):
         cy, cx = rng.uniform(0.1, 0.9, size=2)
-        spot = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * rng.uniform(0.005, 0.015) ** 2))
+        spot = np.exp(-((ty - cy) ** 2 + (tx - cx) ** 2) / (2 * rng.uniform(0.005, 0.015) ** 2))
         image = image + spot[..., None] * 200.0
     if shift:
         image = image * np.array(shift.get("colour", (1.0, 1.0, 1.0)), np.float32) * shift.get("gain", 1.0)
     return np.clip(image, 0, 255), mask
 
 
-def vignette(size: int) -> np.ndarray:
-    """The dark circular border of an endoscope's field of view (multiplier, H × W × 1)."""
+def vignette(size: int, radius: float = 1.12) -> np.ndarray:
+    """The dark circular border of an endoscope's field of view (multiplier, H × W × 1):
+    light falls off over the last fifth of ``radius`` (in half-widths of the frame; below 1
+    the corners and edges are black, as in a capsule's round view)."""
     yy, xx = _grid(size)
     r = np.sqrt((yy - 0.5) ** 2 + (xx - 0.5) ** 2) / 0.5
-    return np.clip((1.12 - r) / 0.2, 0.0, 1.0)[..., None].astype(np.float32)
+    return np.clip((radius - r) / 0.2, 0.0, 1.0)[..., None].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class CentreLook:
+    """How one acquisition centre's camera and light render the same tissue."""
+
+    colour: tuple[float, float, float] = (1.0, 1.0, 1.0)  #: RGB gains of light and sensor
+    gain: float = 1.0  #: illumination
+    detail: float = 1.0  #: texture scale (:func:`render_tissue`)
+    vignette: float = 1.12  #: radius of the field of view (:func:`vignette`)
+    noise: float = 3.0  #: sensor noise, standard deviation in grey levels
+
+    @property
+    def neutral_colour(self) -> bool:
+        return self.colour == (1.0, 1.0, 1.0) and self.gain == 1.0
+
+    def light(self, image: np.ndarray) -> np.ndarray:
+        """``image`` under this centre's colour cast and illumination."""
+        if self.neutral_colour:  # only then: centre 0 keeps every earlier image bit for bit
+            return image
+        return image * (np.array(self.colour, np.float32) * np.float32(self.gain))
+
+
+#: The default centres mirror the pre-training pool of the MedDEL benchmark (DataDEL): a
+#: colonoscopy hospital (HyperKvasir, 110,079 frames, one centre), a capsule endoscope
+#: (Kvasir-Capsule, 47,238 frames, one centre) and the two centres of GastroVision (8,000
+#: frames): 66.6 %, 28.6 % and 2.4 % + 2.4 % of its 165,317 frames (:data:`CENTRE_SHARES`).
+#: Their looks are ours: centre 0 is the neutral look of earlier versions; the capsule has a
+#: warm, greenish cast, dimmer light, a coarser close-up texture, a round field of view and a
+#: noisier sensor; the two small centres have cold and magenta casts, other exposure and finer
+#: texture. A centre beyond these gets a look drawn from its number (:func:`centre_look`).
+CENTRE_LOOKS = (
+    CentreLook(),
+    CentreLook(colour=(1.0, 1.02, 0.72), gain=0.85, detail=0.7, vignette=0.98, noise=6.0),
+    CentreLook(colour=(0.82, 0.97, 1.22), gain=1.08, detail=1.35, vignette=1.25, noise=2.0),
+    CentreLook(colour=(1.15, 0.82, 1.05), gain=0.78, detail=1.6, vignette=1.05, noise=4.5),
+)
+CENTRE_SHARES = (110_079 / 165_317, 47_238 / 165_317, 4_000 / 165_317, 4_000 / 165_317)
+
+
+def centre_look(centre: int) -> CentreLook:
+    """Centre ``centre``'s look: :data:`CENTRE_LOOKS` for the first ones, then drawn from the
+    centre's number alone (never from a pool's seed), so a pool and a downstream set of the
+    same centre always share it."""
+    if centre < len(CENTRE_LOOKS):
+        return CENTRE_LOOKS[centre]
+    rng = np.random.default_rng([_STREAM_LOOK, centre])
+    return CentreLook(colour=tuple(float(c) for c in rng.uniform(0.8, 1.2, 3)), gain=float(rng.uniform(0.75, 1.15)),
+                      detail=float(rng.uniform(0.7, 1.6)), vignette=float(rng.uniform(0.98, 1.25)),
+                      noise=float(rng.uniform(2.0, 6.0)))
 
 
 def _motion_blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -179,16 +241,63 @@ def _frame_name(position: int) -> str:
     return f"frame{position:05d}"
 
 
+@dataclass(frozen=True)
+class _Layout:
+    """Where the scenes and videos of a pool lie, scene by scene (a pool of n frames has far
+    fewer scenes, so every per-frame column is computed from these on demand)."""
+
+    scene_start: np.ndarray  #: first frame of each scene, increasing; scene ids are positions here
+    scene_period: np.ndarray  #: frames over which a scene's camera drift makes one cycle
+    scene_centre: np.ndarray  #: centre of each scene
+    scene_video: np.ndarray  #: video (sequence id) of each scene
+    video_start: np.ndarray  #: first frame of each video
+    episodes_per_video: int  #: a bound on the invalid episodes of one video, for unique episode ids
+
+    def frames(self, index: np.ndarray, episode_length: int) -> dict[str, np.ndarray]:
+        scene = np.searchsorted(self.scene_start, index, side="right") - 1
+        sequence = self.scene_video[scene]
+        position = index - self.video_start[sequence]
+        # Invalid frames come in episodes (a blur, bubble or out-of-body stretch lasts a
+        # while in real video): every frame of an episode shares its type and settings.
+        episode = sequence * self.episodes_per_video + position // episode_length
+        return {"scene": scene, "sequence": sequence, "position": position, "episode": episode,
+                "centre": self.scene_centre[scene], "offset": index - self.scene_start[scene],
+                "period": self.scene_period[scene]}
+
+
 class SyntheticEndoscopy(Dataset):
-    """Endoscopy-like video frames generated on demand, with planted redundancy."""
+    """Endoscopy-like video frames from several centres, generated on demand, with planted
+    redundancy (heavy-tailed scenes) and invalid episodes.
+
+    Layout: the pool's frames are shared out between centres by ``centre_shares`` (default
+    :data:`CENTRE_SHARES`, the MedDEL pre-training pool's four centres); each centre's frames
+    are cut into scenes whose lengths are drawn from a log-normal distribution with median
+    ``scene_length_median`` and log-scale ``scene_length_sigma`` (capped at
+    ``scene_length_max``), and consecutive scenes into videos of about
+    ``frames_per_sequence`` frames (a video ends at the first scene boundary past that). Real
+    endoscopy video is like this: a capsule lies still or rocks back and forth for minutes
+    (50,000–80,000 frames per examination at about 2 frames/s, many of them repeats of one
+    view), a colonoscope lingers on a finding, and most views pass in a few frames. With the
+    defaults (median 6, sigma 1.4) about 5 % of the scenes hold 40 % of the frames, so a
+    uniformly random subset is dominated by the longest scenes and the biggest centre.
+    ``scene_length=L`` instead cuts every video into scenes of exactly L frames (the layout of
+    versions 1–3: with ``centre_shares=[1]`` such a pool is version 3's, frame for frame).
+    Inside a scene the camera drifts slowly over one cycle, so a long scene is nearly static.
+
+    Ground truth (:meth:`metadata`): ``centre_id``, ``sequence_id``, ``scene_id``, ``kind``
+    (``core``: the first valid frame of its scene; ``near_duplicate``: its other valid frames;
+    ``invalid``) and ``invalid_type``.
+    """
 
     name = "synthetic_endoscopy"
     # 2: out-of-body frames show a defocused room (were one flat colour); dark ones are noisy.
     # 3: motion blur smears over a quarter to half of the frame (was a tenth to a quarter) and
     #    bubbles fill the view over a milky film: v2's kept most of the tissue, polyps included.
-    version = "3"
-    description = ("Procedural endoscopy videos (near-duplicate frames, planted invalid frames, "
-                   "polyps with masks); lazy, any size, with ground-truth frame kinds")
+    # 4: centres with their own looks and heavy-tailed scene lengths by default (`centre_id`);
+    #    `scene_length=L, centre_shares=[1]` is version 3's pool.
+    version = "4"
+    description = ("Procedural endoscopy videos from several centres (heavy-tailed near-duplicate scenes, "
+                   "planted invalid frames, polyps with masks); lazy, any size, with ground-truth frame kinds")
     roles = ("pool",)
     splits = ("all",)
 
@@ -196,51 +305,125 @@ class SyntheticEndoscopy(Dataset):
     def check_params(cls, params: Mapping[str, Any]) -> None:
         check_split(params, cls.splits)
         check_int(params, "image_size", 16)
-        for key in ("num_frames", "frames_per_sequence", "scene_length", "invalid_episode_length"):
+        for key in ("num_frames", "frames_per_sequence", "invalid_episode_length", "scene_length_max"):
             check_int(params, key, 1)
+        check_int(params, "scene_length", 1, allow_none=True)
+        check_number(params, "scene_length_median", 1.0, None)
+        check_number(params, "scene_length_sigma", 0.0, 4.0)
         check_number(params, "invalid_fraction", 0.0, 1.0, high_open=True)
         check_number(params, "polyp_scene_fraction", 0.0, 1.0)
         check_number(params, "polyp_contrast", 0.0, 1.0)
         check_int(params, "seed", 0)
+        shares = params.get("centre_shares")
+        if shares is not None:
+            ok = isinstance(shares, (list, tuple)) and len(shares) > 0 and all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0 for x in shares)
+            if not ok:
+                raise ConfigError(f"centre_shares must be a non-empty list of positive numbers, got {shares!r}")
 
     def __init__(self, *, split: str = "all", image_size: int = 64, num_frames: int = 4000,
-                 frames_per_sequence: int = 200, scene_length: int = 25,
+                 frames_per_sequence: int = 200, scene_length: int | None = None,
+                 scene_length_median: float = 6.0, scene_length_sigma: float = 1.4, scene_length_max: int = 400,
+                 centre_shares: Sequence[float] | None = None,
                  invalid_fraction: float = 0.5, invalid_episode_length: int = 10,
                  polyp_scene_fraction: float = 0.5, polyp_contrast: float = 1.0, seed: int = 0) -> None:
         self.image_size = int(image_size)
         self.num_frames = int(num_frames)
         self.frames_per_sequence = int(frames_per_sequence)
-        self.scene_length = int(scene_length)
+        self.scene_length = None if scene_length is None else int(scene_length)
+        self.scene_length_median = float(scene_length_median)
+        self.scene_length_sigma = float(scene_length_sigma)
+        self.scene_length_max = int(scene_length_max)
+        shares = np.asarray(CENTRE_SHARES if centre_shares is None else centre_shares, np.float64)
+        self.centre_shares = tuple(float(x) for x in shares / shares.sum())
         self.invalid_fraction = float(invalid_fraction)
         self.invalid_episode_length = int(invalid_episode_length)
         self.polyp_scene_fraction = float(polyp_scene_fraction)
         self.polyp_contrast = float(polyp_contrast)
         self.seed = int(seed)
         self._margin = max(2, self.image_size // 8)
-        self._vignette = vignette(self.image_size)
+        self._looks = [centre_look(c) for c in range(len(self.centre_shares))]
+        self._vignettes = {look.vignette: vignette(self.image_size, look.vignette) for look in self._looks}
         self._scene = functools.lru_cache(maxsize=64)(self._render_scene)
 
     def __len__(self) -> int:
         return self.num_frames
 
-    # --- ground truth, vectorised over frame indices --------------------------------------
-    def _layout(self, index: np.ndarray) -> dict[str, np.ndarray]:
-        index = np.asarray(index, dtype=np.int64)
-        sequence = index // self.frames_per_sequence
-        position = index % self.frames_per_sequence
-        scenes_per_sequence = -(-self.frames_per_sequence // self.scene_length)
-        scene = sequence * scenes_per_sequence + position // self.scene_length
-        # Invalid frames come in episodes (a blur, bubble or out-of-body stretch lasts a
-        # while in real video): every frame of an episode shares its type and settings.
-        episodes_per_sequence = -(-self.frames_per_sequence // self.invalid_episode_length)
-        episode = sequence * episodes_per_sequence + position // self.invalid_episode_length
-        invalid = _uniform(self.seed, _STREAM_EPISODE, episode) < self.invalid_fraction
-        invalid_type = (_uniform(self.seed, _STREAM_INVALID_TYPE, episode) * len(INVALID_TYPES)).astype(np.int64)
-        return {"sequence": sequence, "position": position, "scene": scene, "episode": episode,
-                "invalid": invalid, "invalid_type": invalid_type}
+    # --- layout and ground truth --------------------------------------------------------
+    def centre_sizes(self) -> np.ndarray:
+        """Frames per centre: the shares of ``num_frames`` by largest remainder (ties to the
+        lower centre), every centre at least one frame while there are frames enough."""
+        exact = np.asarray(self.centre_shares) * self.num_frames
+        sizes = np.floor(exact).astype(np.int64)
+        order = np.lexsort((np.arange(sizes.size), -(exact - sizes)))
+        sizes[order[:self.num_frames - sizes.sum()]] += 1
+        return sizes
+
+    @functools.cached_property
+    def _layout(self) -> _Layout:
+        if self.scene_length is not None:
+            return self._fixed_layout()
+        starts, periods, centres, videos, video_starts = [], [], [], [], []
+        offset = 0
+        rng = np.random.default_rng([self.seed, _STREAM_LAYOUT])
+        for centre, size in enumerate(self.centre_sizes()):
+            lengths = np.empty(0, np.int64)
+            while lengths.sum() < size:  # heavy-tailed scene lengths until the centre is full
+                draw = np.exp(rng.normal(np.log(self.scene_length_median), self.scene_length_sigma, 1024))
+                lengths = np.concatenate([lengths, np.clip(np.round(draw), 1, self.scene_length_max).astype(np.int64)])
+            lengths = lengths[:np.searchsorted(np.cumsum(lengths), size) + 1]
+            lengths[-1] -= lengths.sum() - size
+            local = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            # a video ends at the first scene boundary at or past frames_per_sequence
+            video = np.zeros(lengths.size, np.int64)
+            begun = 0
+            for j in range(1, lengths.size):
+                video[j] = video[j - 1]
+                if local[j] - begun >= self.frames_per_sequence:
+                    video[j] += 1
+                    begun = local[j]
+            first = len(video_starts)
+            video_starts.extend(offset + local[np.r_[True, video[1:] != video[:-1]]])
+            starts.append(offset + local)
+            periods.append(lengths)
+            centres.append(np.full(lengths.size, centre, np.int64))
+            videos.append(first + video)
+            offset += size
+        video_start = np.asarray(video_starts, np.int64)
+        longest = int(np.diff(np.r_[video_start, self.num_frames]).max(initial=1))
+        return _Layout(np.concatenate(starts), np.concatenate(periods), np.concatenate(centres),
+                       np.concatenate(videos), video_start, -(-longest // self.invalid_episode_length))
+
+    def _fixed_layout(self) -> _Layout:
+        """Every video cut into scenes of ``scene_length`` frames, centres one after another."""
+        starts, centres, videos, video_starts = [], [], [], []
+        offset = 0
+        for centre, size in enumerate(self.centre_sizes()):
+            local_videos = np.arange(0, size, self.frames_per_sequence)
+            for begin in local_videos:
+                length = min(self.frames_per_sequence, size - begin)
+                scene_starts = offset + begin + np.arange(0, length, self.scene_length)
+                starts.append(scene_starts)
+                centres.append(np.full(scene_starts.size, centre, np.int64))
+                videos.append(np.full(scene_starts.size, len(video_starts), np.int64))
+                video_starts.append(offset + begin)
+            offset += size
+        start = np.concatenate(starts)
+        return _Layout(start, np.full(start.size, self.scene_length, np.int64), np.concatenate(centres),
+                       np.concatenate(videos), np.asarray(video_starts, np.int64),
+                       -(-self.frames_per_sequence // self.invalid_episode_length))
+
+    def _frames(self, index: np.ndarray) -> dict[str, np.ndarray]:
+        """Every ground-truth fact of the frames ``index``, vectorised."""
+        frames = self._layout.frames(np.asarray(index, dtype=np.int64), self.invalid_episode_length)
+        episode = frames["episode"]
+        frames["invalid"] = _uniform(self.seed, _STREAM_EPISODE, episode) < self.invalid_fraction
+        frames["invalid_type"] = (_uniform(self.seed, _STREAM_INVALID_TYPE, episode) * len(INVALID_TYPES)).astype(np.int64)
+        return frames
 
     def metadata(self) -> dict[str, np.ndarray]:
-        """Ground-truth columns ``sequence_id``, ``scene_id``, ``kind``, ``invalid_type``.
+        """Ground-truth columns ``centre_id``, ``sequence_id``, ``scene_id``, ``kind``,
+        ``invalid_type``.
 
         Computed once per instance (every parameter they depend on is fixed at construction)
         and returned as a new dict of the same read-only arrays on each call.
@@ -249,19 +432,19 @@ class SyntheticEndoscopy(Dataset):
 
     @functools.cached_property
     def _ground_truth(self) -> dict[str, np.ndarray]:
-        layout = self._layout(np.arange(self.num_frames))
-        invalid = layout["invalid"]
+        frames = self._frames(np.arange(self.num_frames))
+        invalid = frames["invalid"]
         # the core frame of a scene is its first valid frame; the other valid ones repeat it
-        scene = layout["scene"]
+        scene = frames["scene"]
         valid_index = np.flatnonzero(~invalid)
         _, first = np.unique(scene[valid_index], return_index=True)
         core = np.zeros(self.num_frames, bool)
         core[valid_index[first]] = True
         kind = np.where(invalid, "invalid", np.where(core, "core", "near_duplicate"))
         invalid_type = np.full(self.num_frames, "", dtype=object)
-        invalid_type[invalid] = np.asarray(INVALID_TYPES, dtype=object)[layout["invalid_type"][invalid]]
-        columns = {"sequence_id": layout["sequence"], "scene_id": scene, "kind": kind.astype(object),
-                   "invalid_type": invalid_type}
+        invalid_type[invalid] = np.asarray(INVALID_TYPES, dtype=object)[frames["invalid_type"][invalid]]
+        columns = {"centre_id": frames["centre"], "sequence_id": frames["sequence"], "scene_id": scene,
+                   "kind": kind.astype(object), "invalid_type": invalid_type}
         for column in columns.values():  # shared by every caller: nobody may write into them
             column.flags.writeable = False
         return columns
@@ -270,18 +453,20 @@ class SyntheticEndoscopy(Dataset):
     def _render_scene(self, scene: int) -> tuple[np.ndarray, np.ndarray, float]:
         rng = np.random.default_rng([self.seed, _STREAM_SCENE, scene])
         polyps = int(rng.integers(1, 3)) if rng.random() < self.polyp_scene_fraction else 0
+        look = self._looks[int(self._layout.scene_centre[scene])]
         canvas, mask = render_tissue(rng, self.image_size + 2 * self._margin, polyps=polyps,
-                                     polyp_contrast=self.polyp_contrast)
+                                     polyp_contrast=self.polyp_contrast, detail=look.detail)
         return canvas, mask, float(rng.uniform(0, 2 * np.pi))
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         index = int(index)
         if not 0 <= index < self.num_frames:
             raise IndexError(f"{self.name}: index {index} out of range [0, {self.num_frames})")
-        layout = {k: v.item() for k, v in self._layout(np.array([index])).items()}
-        canvas, canvas_mask, phase = self._scene(int(layout["scene"]))
-        # slow camera drift inside the scene: neighbouring frames overlap almost entirely
-        t = (layout["position"] % self.scene_length) / self.scene_length
+        frame_facts = {k: v.item() for k, v in self._frames(np.array([index])).items()}
+        canvas, canvas_mask, phase = self._scene(int(frame_facts["scene"]))
+        # slow camera drift over one cycle of the scene: neighbouring frames overlap almost
+        # entirely, and a long scene is nearly static
+        t = (frame_facts["offset"] % frame_facts["period"]) / frame_facts["period"]
         m, s = self._margin, self.image_size
         dy = int(round(m + m * 0.35 * np.sin(phase + 2 * np.pi * t)))
         dx = int(round(m + m * 0.35 * np.cos(phase + 2 * np.pi * t)))
@@ -289,24 +474,26 @@ class SyntheticEndoscopy(Dataset):
         mask = canvas_mask[dy:dy + s, dx:dx + s].copy()
         rng = np.random.default_rng([self.seed, _STREAM_FRAME, index])
         frame = frame * rng.uniform(0.97, 1.03)
-        if layout["invalid"]:
-            episode_rng = np.random.default_rng([self.seed, _STREAM_EPISODE, layout["episode"]])
-            frame = CORRUPTIONS[INVALID_TYPES[layout["invalid_type"]]](frame, episode_rng)
+        if frame_facts["invalid"]:
+            episode_rng = np.random.default_rng([self.seed, _STREAM_EPISODE, frame_facts["episode"]])
+            frame = CORRUPTIONS[INVALID_TYPES[frame_facts["invalid_type"]]](frame, episode_rng)
             mask[:] = 0  # nothing usable to annotate in an invalid frame
-        frame = frame * self._vignette + rng.normal(0, 3.0, frame.shape)
+        look = self._looks[frame_facts["centre"]]
+        frame = look.light(frame) * self._vignettes[look.vignette] + rng.normal(0, look.noise, frame.shape)
         return {"image": np.clip(frame, 0, 255).astype(np.uint8), "mask": mask,
-                "id": self._frame_id(layout["sequence"], layout["position"])}
+                "id": self._frame_id(frame_facts["sequence"], frame_facts["position"])}
 
     def item_id(self, index: int) -> str:
-        layout = self._layout(np.array([int(index)]))
-        return self._frame_id(int(layout["sequence"][0]), int(layout["position"][0]))
+        frames = self._layout.frames(np.array([int(index)]), self.invalid_episode_length)
+        return self._frame_id(int(frames["sequence"][0]), int(frames["position"][0]))
 
     def item_ids(self) -> list[str]:
         """Every frame's id from the frame layout alone (no frame is rendered; 1M ids ≈ 0.3 s)."""
-        frames = [_frame_name(position) for position in range(self.frames_per_sequence)]
-        prefixes = [self._sequence_prefix(sequence) for sequence in range(-(-self.num_frames // self.frames_per_sequence))]
-        ids = [prefix + frame for prefix in prefixes for frame in frames]
-        return ids[:self.num_frames]
+        layout = self._layout
+        lengths = np.diff(np.r_[layout.video_start, self.num_frames])
+        frames = [_frame_name(position) for position in range(int(lengths.max(initial=0)))]
+        return [self._sequence_prefix(video) + frame
+                for video, length in enumerate(lengths.tolist()) for frame in frames[:length]]
 
     def _frame_id(self, sequence: int, position: int) -> str:
         return self._sequence_prefix(sequence) + _frame_name(position)
@@ -316,11 +503,18 @@ class SyntheticEndoscopy(Dataset):
 
 
 class SyntheticPolypSegmentation(Dataset):
-    """Downstream polyp segmentation images with masks; ``test`` is domain-shifted."""
+    """Downstream polyp segmentation images with masks.
+
+    ``centre=c`` renders both splits through centre ``c``'s camera and light, the look its
+    frames have in ``synthetic_endoscopy`` (:func:`centre_look`): the downstream set of one
+    hospital. Without a centre, ``test`` is domain-shifted from ``train`` (warmer light, lower
+    exposure, more noise), like moving between centres.
+    """
 
     name = "synthetic_polyp_seg"
-    version = "1"
-    description = "Procedural polyp segmentation set (train/test, mild domain shift on test)"
+    # 2: `centre` (unset, every image is version 1's)
+    version = "2"
+    description = "Procedural polyp segmentation set (train/test) of one centre's look, or with a mild shift on test"
     roles = ("segmentation",)
     splits = ("train", "test")
     num_classes = 2
@@ -332,18 +526,21 @@ class SyntheticPolypSegmentation(Dataset):
         check_int(params, "image_size", 16)
         check_int(params, "num_train", 1)
         check_int(params, "num_test", 1)
+        check_int(params, "centre", 0, allow_none=True)
         check_number(params, "polyp_contrast", 0.0, 1.0)
         check_int(params, "seed", 0)
 
     def __init__(self, *, split: str = "train", image_size: int = 64, num_train: int = 256,
-                 num_test: int = 128, polyp_contrast: float = 1.0, seed: int = 0) -> None:
+                 num_test: int = 128, centre: int | None = None, polyp_contrast: float = 1.0, seed: int = 0) -> None:
         self.split = split
         self.polyp_contrast = float(polyp_contrast)
         self.image_size = int(image_size)
         self.length = int(num_train if split == "train" else num_test)
+        self.centre = None if centre is None else int(centre)
         self.seed = int(seed)
         self._offset = 0 if split == "train" else 1_000_000
-        self._vignette = vignette(self.image_size)
+        self._look = None if self.centre is None else centre_look(self.centre)
+        self._vignette = vignette(self.image_size, 1.12 if self._look is None else self._look.vignette)
 
     def __len__(self) -> int:
         return self.length
@@ -354,16 +551,21 @@ class SyntheticPolypSegmentation(Dataset):
             raise IndexError(f"{self.name}: index {index} out of range [0, {self.length})")
         rng = np.random.default_rng([self.seed, _STREAM_DOWNSTREAM, self._offset + index])
         shift = None
-        if self.split == "test":  # another centre: warmer light, other exposure
+        if self.split == "test" and self._look is None:  # another centre: warmer light, other exposure
             shift = {"colour": (1.0, 1.08, 1.15), "gain": 0.85}
         image, mask = render_tissue(rng, self.image_size, polyps=int(rng.integers(1, 3)), shift=shift,
-                                    polyp_contrast=self.polyp_contrast)
-        noise = 3.0 if self.split == "train" else 6.0
+                                    polyp_contrast=self.polyp_contrast,
+                                    detail=1.0 if self._look is None else self._look.detail)
+        if self._look is None:
+            noise = 3.0 if self.split == "train" else 6.0
+        else:
+            image, noise = self._look.light(image), self._look.noise
         image = image * self._vignette + rng.normal(0, noise, image.shape)
         return {"image": np.clip(image, 0, 255).astype(np.uint8), "mask": mask, "id": self.item_id(index)}
 
     def item_id(self, index: int) -> str:
-        return f"{self.name}/{self.split}/{int(index):06d}"
+        centre = "" if self.centre is None else f"c{self.centre}/"
+        return f"{self.name}/{centre}{self.split}/{int(index):06d}"
 
 
 @hookimpl

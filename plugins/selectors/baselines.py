@@ -2,9 +2,12 @@
 
 They bound what a learned selector should be compared with: ``full`` is the 100 % reference
 of NormDEL, ``random`` and ``stratified`` the baselines every data-pruning paper reports,
-and ``oracle`` / ``anti_oracle`` (synthetic pool only) the best and the worst a selector
-could do given the planted ground truth: with ``random`` between them they bracket every real
-selector, and a benchmark whose score cannot separate the three is not measuring selection.
+and, on the synthetic pool only, two brackets built from the planted ground truth. Quality:
+``oracle`` / ``anti_oracle``, the best and the worst a selector could do with what it keeps
+(clean frames against invalid ones), with ``random`` between them. Coverage:
+``spread_valid`` / ``packed_valid``, the same number of valid frames spread over every centre
+and scene, or packed into the fewest scenes of the biggest centre. A benchmark whose score
+cannot separate either pair is not measuring selection.
 """
 from __future__ import annotations
 
@@ -223,6 +226,101 @@ class AntiOracle(_PlantedTiers):
         return np.lexsort((np.arange(len(tier)), group, -size, tier))
 
 
+class _Coverage(Selector):
+    """What the coverage references share: the valid frames (planted ``kind`` other than
+    ``invalid``) of a synthetic pool first, in an order over centres (``centre_id``; a pool
+    without it is one centre) and scenes (``scene_id``) that subclasses write in
+    :meth:`order`, the invalid frames last (reached only when the ratio exceeds the pool's
+    valid share). Deterministic: the seed plays no role."""
+
+    deterministic_in_seed = True
+
+    def choose(self, pool: Dataset, k: int, *, seed: int) -> tuple[np.ndarray, dict]:
+        metadata = _pool_metadata(pool)
+        invalid = _metadata_column(pool, "kind", self.name, metadata).astype(str) == "invalid"
+        scene = np.unique(_metadata_column(pool, "scene_id", self.name, metadata), return_inverse=True)[1].reshape(-1)
+        centre = (np.unique(_metadata_column(pool, "centre_id", self.name, metadata), return_inverse=True)[1].reshape(-1)
+                  if "centre_id" in metadata else np.zeros(len(pool), np.int64))
+        chosen = self.order(invalid, scene, centre)[:k]
+        valid = chosen[~invalid[chosen]]
+        return chosen, {"kept_valid": int(valid.size), "n_scenes": int(np.unique(scene[valid]).size),
+                        "n_centres": int(np.unique(centre[valid]).size),
+                        "kept_by_centre": _counts(centre[valid].astype(str))}
+
+    def order(self, invalid: np.ndarray, scene: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        """Every item's index, in the order the selector keeps them (valid frames first)."""
+        raise NotImplementedError
+
+
+def _rank_in_group(group: np.ndarray, members: np.ndarray) -> np.ndarray:
+    """For every item, its rank in index order among the ``members`` of its group (members
+    only; others get their rank among the non-members, which no caller reads)."""
+    n = len(group)
+    by_group = np.lexsort((np.arange(n), group, ~members))
+    key = group[by_group] * 2 + (~members[by_group])
+    first = np.r_[True, key[1:] != key[:-1]]
+    run_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    rank = np.empty(n, np.int64)
+    rank[by_group] = np.arange(n) - run_start
+    return rank
+
+
+class SpreadValid(_Coverage):
+    """Upper coverage reference on the synthetic pool: valid frames spread over every centre
+    and scene.
+
+    Uses ``pool.metadata()``'s ``kind``, ``scene_id`` and ``centre_id``
+    (``synthetic_endoscopy``): the first valid frame of every scene, then the second valid
+    frame of every scene that has one, and so on (round robin over scenes); inside a round the
+    scenes of the centres are interleaved (the first scene of each centre, then the second, …,
+    scenes in time order), so a round cut short still touches every centre. Invalid frames
+    last. Wherever a ratio needs only valid frames this is the most diverse valid subset of
+    its size, and the same frames as ``oracle`` up to the order inside a round. No parameters.
+    Diagnostics: ``kept_valid``, ``n_scenes``, ``n_centres``, ``kept_by_centre``, ``time_s``.
+    """
+
+    name = "spread_valid"
+    version = "1"
+    description = "Synthetic pool only: valid frames, one per scene first, interleaved over centres"
+
+    def order(self, invalid: np.ndarray, scene: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        valid = ~invalid
+        in_scene = _rank_in_group(scene, valid)  # the frame's round
+        # the scene's place among its centre's scenes that have a valid frame, in time order
+        scene_has_valid = np.zeros(scene.max(initial=-1) + 1, bool)
+        scene_has_valid[scene[valid]] = True
+        scene_centre = np.zeros(scene_has_valid.size, np.int64)
+        scene_centre[scene] = centre
+        scene_place = _rank_in_group(scene_centre, scene_has_valid)[scene]
+        return np.lexsort((np.arange(len(scene)), centre, scene_place, in_scene, invalid))
+
+
+class PackedValid(_Coverage):
+    """Lower coverage reference on the synthetic pool: valid frames packed into the fewest
+    scenes of the biggest centre.
+
+    Uses ``pool.metadata()``'s ``kind``, ``scene_id`` and ``centre_id``
+    (``synthetic_endoscopy``): every valid frame of the centre with the most frames, scene by
+    scene, the scenes with the most valid frames first; past that centre's valid frames the
+    next biggest centre's, the same way; invalid frames last. The same number of equally
+    clean frames as ``spread_valid``, but as few distinct views as the pool allows: what a
+    uniformly random subset of a pool of long, static stretches drifts towards. No
+    parameters. Diagnostics: ``kept_valid``, ``n_scenes``, ``n_centres``, ``kept_by_centre``,
+    ``time_s``.
+    """
+
+    name = "packed_valid"
+    version = "1"
+    description = "Synthetic pool only: valid frames of the fewest scenes of the biggest centre"
+
+    def order(self, invalid: np.ndarray, scene: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        valid = ~invalid
+        centre_size = np.bincount(centre)
+        centre_place = np.argsort(np.lexsort((np.arange(centre_size.size), -centre_size)))[centre]
+        scene_valid = np.bincount(scene, weights=valid, minlength=scene.max(initial=-1) + 1)[scene]
+        return np.lexsort((np.arange(len(scene)), scene, -scene_valid, centre_place, invalid))
+
+
 def _counts(values: np.ndarray) -> dict[str, int]:
     """How many of each value (empty strings left out): a bracket selector's kept counts."""
     names, counts = np.unique(values.astype(str), return_counts=True)
@@ -247,4 +345,4 @@ def _planted_tiers(pool: Dataset, metadata: Mapping[str, Any], selector: str, ti
 
 @hookimpl
 def delbench_register_selectors() -> list[type]:
-    return [Full, Random, Stratified, Oracle, AntiOracle]
+    return [Full, Random, Stratified, Oracle, AntiOracle, SpreadValid, PackedValid]

@@ -1,6 +1,6 @@
 """The ``segmentation`` task: a head on the encoder's patch tokens, upsampled to the mask.
 
-Two heads (``head``):
+Three heads (``head``):
 
 - ``'mlp'`` (default; the MedDEL protocol fine-tunes "a simple MLP head" and reports mIoU):
   Linear → GELU → Linear on every patch token; the token grid of logits is bilinearly
@@ -15,6 +15,17 @@ Two heads (``head``):
   head or fine-tuning can recover, and it is deterministic. On the embedded CPU protocols it
   is the probe that separated the best subsets from random ones; it does not separate random
   from the worst (docs/findings.md).
+- ``'linear'``: the frozen-encoder linear probe of self-supervised learning (MAE, DINO and
+  their successors report one), per patch token. Every training token is labelled with the
+  class that holds most of the mask pixels under it; a multinomial logistic regression on the
+  tokens standardised with the training tokens' mean and std, each class weighted to half
+  (``1 / (classes · share)``, as scikit-learn's ``class_weight='balanced'``; polyps cover a
+  small share of the pixels) with an L2 penalty ``1 / (2 · c · n_tokens)`` on the weights, is
+  fitted by full-batch L-BFGS from zero weights (``iters`` iterations, strong-Wolfe line
+  search): deterministic, and a few seconds on a CPU. The grid of class probabilities is
+  bilinearly upsampled and the argmax is the prediction. It reads what is linearly
+  decodable from the tokens, which a random encoder's mostly colour-coded tokens lack and
+  pre-training adds (docs/findings.md).
 
 Scores: mIoU (mean over classes including background, accumulated over the test set) and
 foreground Dice; see :mod:`delbench.sdk.metrics`.
@@ -30,13 +41,14 @@ from delbench.sdk import (Backbone, ConfigError, Dataset, DatasetError, Task, ch
 
 
 class Segmentation(Task):
-    """Semantic segmentation on patch tokens (MLP head or frozen kNN probe); metric mIoU (also Dice)."""
+    """Semantic segmentation on patch tokens (MLP head, frozen linear or kNN probe); metric mIoU (also Dice)."""
 
     name = "segmentation"
-    version = "1"
-    description = ("MLP head (or frozen dense kNN probe) on ViT patch tokens, upsampled to the mask; "
+    # 2: the 'linear' head (the other heads score as in version 1)
+    version = "2"
+    description = ("MLP head (or frozen linear or dense kNN probe) on ViT patch tokens, upsampled to the mask; "
                    "mIoU (with background) and Dice")
-    heads = ("mlp", "knn")
+    heads = ("mlp", "knn", "linear")
     metric = "mIoU"
     higher_is_better = True
     dataset_role = "segmentation"
@@ -55,18 +67,22 @@ class Segmentation(Task):
         check_choice(params, "head", cls.heads)
         check_int(params, "k", 1)
         check_int(params, "max_bank_tokens", 1)
-        if params.get("head") == "knn" and params.get("freeze_encoder") is False:
-            raise ConfigError("freeze_encoder: the 'knn' head trains nothing, so the encoder stays frozen; "
+        check_number(params, "c", 0.0, None, low_open=True)
+        check_int(params, "iters", 1)
+        if params.get("head") in ("knn", "linear") and params.get("freeze_encoder") is False:
+            raise ConfigError(f"freeze_encoder: the {params['head']!r} head reads a frozen encoder; "
                               "remove freeze_encoder=False or use head='mlp'")
 
     def __init__(self, *, epochs: int = 10, batch_size: int = 32, lr: float = 1e-3,
                  encoder_lr: float = 1e-5, weight_decay: float = 1e-4, hidden_dim: int = 256,
                  freeze_encoder: bool = True, num_classes: int | None = None, progress: bool = False,
-                 head: str = "mlp", k: int = 20, max_bank_tokens: int = 262_144) -> None:
+                 head: str = "mlp", k: int = 20, max_bank_tokens: int = 262_144, c: float = 1.0,
+                 iters: int = 100) -> None:
         self.epochs, self.batch_size, self.lr, self.encoder_lr = int(epochs), int(batch_size), float(lr), float(encoder_lr)
         self.weight_decay, self.hidden_dim = float(weight_decay), int(hidden_dim)
         self.freeze_encoder, self.num_classes, self.progress = bool(freeze_encoder), num_classes, progress
         self.head_kind, self.k, self.max_bank_tokens = head, int(k), int(max_bank_tokens)
+        self.c, self.iters = float(c), int(iters)
         self.head = None
 
     @staticmethod
@@ -88,8 +104,8 @@ class Segmentation(Task):
     def fit(self, backbone: Backbone, train: Dataset, *, seed: int) -> dict[str, Any]:
         if len(train) == 0:
             raise DatasetError("segmentation: the training split is empty")
-        if self.head_kind == "knn":
-            self.head = _KnnHead.fit(self, backbone, train, seed=seed)
+        if self.head_kind in _PROBES:
+            self.head = _PROBES[self.head_kind].fit(self, backbone, train, seed=seed)
             return self.head.statistics
         return self._fit_mlp(backbone, train, seed=seed)
 
@@ -146,8 +162,8 @@ class Segmentation(Task):
 
         if self.head is None:
             raise ConfigError("segmentation: call fit() before evaluate()")
-        # per-pixel class scores (B, classes, H, W) of either head; the argmax is the prediction
-        if isinstance(self.head, _KnnHead):
+        # per-pixel class scores (B, classes, H, W) of any head; the argmax is the prediction
+        if isinstance(self.head, _FrozenProbe):
             classes, class_scores = self.head.classes, self.head.class_shares
         else:
             self.head.eval()
@@ -161,7 +177,95 @@ class Segmentation(Task):
         return {"mIoU": mean_iou(confusion), "Dice": dice(confusion)}
 
 
-class _KnnHead:
+class _FrozenProbe:
+    """What the heads that read a frozen encoder share: the training split's tokens with the
+    class shares of the mask pixels under each, and per-pixel class scores for test images."""
+
+    classes: int
+    statistics: dict[str, Any]
+
+    @staticmethod
+    def training_tokens(task: Segmentation, backbone: Backbone, train: Dataset):
+        """``(tokens, shares, classes)``: every training patch token (float, n × d) and the
+        share of each class among the mask pixels under it (n × classes)."""
+        import torch
+
+        classes = task.num_classes or train.num_classes or 2
+        tokens, labels = [], []
+        with torch.inference_mode():
+            for start in range(0, len(train), task.batch_size):
+                images, masks = task._load(train, np.arange(start, min(len(train), start + task.batch_size)))
+                batch = backbone.patch_tokens(backbone.preprocess(images)).float()
+                tokens.append(batch.reshape(-1, batch.shape[-1]))
+                labels.append(_token_class_shares(masks, classes, backbone.grid_size, batch.device))
+        return torch.cat(tokens), torch.cat(labels), classes
+
+    def token_scores(self, tokens):
+        """Class scores (n × classes) of ``tokens`` (n × d)."""
+        raise NotImplementedError
+
+    def class_shares(self, backbone: Backbone, images: np.ndarray, mask_shape: tuple[int, int]):
+        """Class scores per pixel (B, classes, H, W): each token's, upsampled."""
+        import torch.nn.functional as F
+
+        tokens = backbone.patch_tokens(backbone.preprocess(images)).float()
+        scores = self.token_scores(tokens.reshape(-1, tokens.shape[-1]))
+        gh, gw = backbone.grid_size
+        scores = scores.reshape(len(images), gh, gw, self.classes).permute(0, 3, 1, 2)
+        return F.interpolate(scores, size=mask_shape, mode="bilinear", align_corners=False)
+
+
+class _LinearHead(_FrozenProbe):
+    """The ``'linear'`` head: class-balanced multinomial logistic regression on standardised
+    tokens, fitted by full-batch L-BFGS from zero weights (see the module docstring)."""
+
+    def __init__(self, linear, mean, std, classes: int, statistics: dict[str, Any]) -> None:
+        self.linear, self.mean, self.std, self.classes, self.statistics = linear, mean, std, classes, statistics
+
+    @classmethod
+    def fit(cls, task: Segmentation, backbone: Backbone, train: Dataset, *, seed: int) -> "_LinearHead":
+        import torch
+
+        tokens, shares, classes = cls.training_tokens(task, backbone, train)
+        mean, std = tokens.mean(0), tokens.std(0) + 1e-6
+        features = (tokens - mean) / std
+        target = shares.argmax(1)  # the class holding most of the token's pixels
+        counts = torch.bincount(target, minlength=classes).float()
+        # scikit-learn's 'balanced': n / (classes · count) per sample of a class; absent classes weigh 0
+        weights = torch.where(counts > 0, len(target) / (classes * counts.clamp(min=1)), torch.zeros_like(counts))
+        sample_weight = weights[target]
+        linear = torch.nn.Linear(features.shape[1], classes).to(features.device)
+        torch.nn.init.zeros_(linear.weight)
+        torch.nn.init.zeros_(linear.bias)
+        penalty = 0.5 / (task.c * len(features))
+        optimizer = torch.optim.LBFGS(linear.parameters(), lr=1.0, max_iter=task.iters, history_size=20,
+                                      line_search_fn="strong_wolfe")
+
+        def objective():
+            loss = (torch.nn.functional.cross_entropy(linear(features), target, reduction="none") * sample_weight).mean()
+            return loss + penalty * (linear.weight ** 2).sum()
+
+        def closure():
+            optimizer.zero_grad()
+            loss = objective()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            optimizer.step(closure)
+        linear.requires_grad_(False)
+        with torch.no_grad():
+            loss = float(objective())
+        return cls(linear, mean, std, classes, {"head": "linear", "c": task.c, "iters": task.iters,
+                                                "train_tokens": len(features), "train_loss": loss})
+
+    def token_scores(self, tokens):
+        import torch
+
+        return torch.softmax(self.linear((tokens - self.mean) / self.std), dim=1)
+
+
+class _KnnHead(_FrozenProbe):
     """The ``'knn'`` head: a bank of standardised, L2-normalised training tokens with their
     class shares (see the module docstring). Nothing is trained, so it is deterministic; the
     bank is a seeded sample of ``max_bank_tokens`` tokens when the training split has more."""
@@ -175,15 +279,7 @@ class _KnnHead:
         import torch
         import torch.nn.functional as F
 
-        classes = task.num_classes or train.num_classes or 2
-        tokens, labels = [], []
-        with torch.inference_mode():
-            for start in range(0, len(train), task.batch_size):
-                images, masks = task._load(train, np.arange(start, min(len(train), start + task.batch_size)))
-                batch = backbone.patch_tokens(backbone.preprocess(images)).float()
-                tokens.append(batch.reshape(-1, batch.shape[-1]))
-                labels.append(_token_class_shares(masks, classes, backbone.grid_size, batch.device))
-        tokens, labels = torch.cat(tokens), torch.cat(labels)
+        tokens, labels, classes = cls.training_tokens(task, backbone, train)
         n_tokens = len(tokens)
         if n_tokens > task.max_bank_tokens:
             keep = np.sort(np.random.default_rng(seed).choice(n_tokens, task.max_bank_tokens, replace=False))
@@ -195,20 +291,21 @@ class _KnnHead:
         return cls(bank, labels, mean, std, k, classes,
                    {"head": "knn", "k": k, "bank_tokens": len(bank), "train_tokens": n_tokens})
 
-    def class_shares(self, backbone: Backbone, images: np.ndarray, mask_shape: tuple[int, int]):
-        """Class shares per pixel (B, classes, H, W): the kNN vote per token, upsampled."""
+    def token_scores(self, tokens):
+        """The kNN vote per token: the mean class shares of its ``k`` nearest training tokens."""
         import torch
         import torch.nn.functional as F
 
-        tokens = backbone.patch_tokens(backbone.preprocess(images)).float()
-        queries = F.normalize((tokens.reshape(-1, tokens.shape[-1]) - self.mean) / self.std, dim=1)
+        queries = F.normalize((tokens - self.mean) / self.std, dim=1)
         votes = []
         for start in range(0, len(queries), 4096):  # bounds the similarity matrix's memory
             nearest = (queries[start:start + 4096] @ self.bank.T).topk(self.k, dim=1).indices
             votes.append(self.labels[nearest].mean(1))
-        gh, gw = backbone.grid_size
-        shares = torch.cat(votes).reshape(len(images), gh, gw, self.classes).permute(0, 3, 1, 2)
-        return F.interpolate(shares, size=mask_shape, mode="bilinear", align_corners=False)
+        return torch.cat(votes)
+
+
+#: the heads that read a frozen encoder, by ``head`` name
+_PROBES = {"knn": _KnnHead, "linear": _LinearHead}
 
 
 def _token_class_shares(masks: np.ndarray, classes: int, grid: tuple[int, int], device):
