@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from delbench.cli.base import key_values, shard_world
+from delbench.cli.base import key_values, non_negative_int, shard_world
 
 
 def add_parser(sub: Any) -> None:
@@ -16,7 +16,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--selector", required=True)
     p.add_argument("--ratio", required=True, type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--split", default="all")
     p.add_argument("--root", help="dataset root folder (real datasets)")
     p.add_argument("--embeddings", help="n × d .npy (row i = pool item i) or a 'delbench embed' directory")
@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
                    help="scoring model of selectors that read one (mae_loss, optidel); default timm_mae")
     p.add_argument("--backbone-param", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--scoring-checkpoint", help="weights of the scoring model (else --warmup-steps on the pool)")
-    p.add_argument("--warmup-steps", type=int, default=100,
+    p.add_argument("--warmup-steps", type=non_negative_int, default=100,
                    help="MAE warm-up steps (batch 16) of the scoring model when no checkpoint is given")
     p.add_argument("--out", required=True,
                    help="output .npy (sorted int64 indices); for a selector that writes images (optidel), a "
