@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     derived = getattr(cls, "produces_derived", False)
     work = _selection_work(args, pool_ids_sha256) if args.work else None
     subset = select(SelectorSpec(args.selector, params), pool, args.ratio, seed=args.seed, pool_ids=pool_ids,
-                    get_embeddings=lambda: load_embeddings(args.embeddings, len(pool), pool_ids_sha256),
+                    get_embeddings=lambda: load_embeddings(args.embeddings, len(pool), pool_ids_sha256,
+                                                           pool_name=args.dataset,
+                                                           pool_params={**dataset_params, "split": args.split}),
                     get_backbone=lambda: _scoring_backbone(args, pool, backbone_spec, dataset_params),
                     output_dir=args.out if derived else None, work=work)
     if work is not None and not work.world.is_main:
