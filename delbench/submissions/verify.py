@@ -55,6 +55,8 @@ class Verification:
     header: dict[str, Any] = field(default_factory=dict)
     n_subsets: int = 0
     submission: bool = False
+    #: a submission's identity: the sha256 of its manifest, which lists every file's sha256
+    manifest_sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -362,6 +364,8 @@ def verify(target: str | Path, *, reference: Any = None, check_pool: bool = True
         result.config_sha256 = header.get("config_sha256")
         problems = result.problems
         if result.submission:
+            if (directory / MANIFEST_FILE).is_file():
+                result.manifest_sha256 = file_sha256(directory / MANIFEST_FILE)
             problems += _check_manifest(directory, header)
             try:
                 config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
