@@ -120,9 +120,11 @@ class WorkDirLock:
     def _remove_if_unused(self) -> None:
         """A work dir this lock created that holds nothing but the lock file (the run was
         refused before writing): the file (still locked) and the folders made go."""
-        if self._created is None or [p.name for p in self.work_dir.iterdir()] != [LOCK_FILE]:
+        if self._created is None:
             return
         with contextlib.suppress(OSError):
+            if [p.name for p in self.work_dir.iterdir()] != [LOCK_FILE]:
+                return
             self.path.unlink()
             folder = self.work_dir
             while True:
