@@ -73,6 +73,9 @@ def _check_folder_dataset(dataset_cls: type, report: DataCheckReport, params: di
         report.details["layout"] = dataset.discovery.layout
     report.problems.extend(dataset.problems)
     items = list(dataset.discovery.items)
+    if not items:
+        report.problems.append((str(dataset.root), f"no images found (layout: {dataset.discovery.layout or '?'}); "
+                                                   f"expected: {getattr(dataset_cls, 'layout_help', '?')}"))
     try:
         plan = dataset.plan  # made on demand: split "all" does not need it to load
     except DelbenchError as exc:
@@ -100,7 +103,8 @@ def _check_folder_dataset(dataset_cls: type, report: DataCheckReport, params: di
 
 
 def _check_generic(dataset_cls: type, report: DataCheckReport, params: dict[str, Any]) -> None:
-    for split in dataset_cls.splits:
+    params = dict(params)
+    for split in [params.pop("split")] if "split" in params else dataset_cls.splits:
         dataset = dataset_cls(split=split, **params)
         report.counts[split] = len(dataset)
         for index in range(len(dataset)):

@@ -16,7 +16,7 @@ Files in the output directory:
     only the shards that are missing or damaged (:mod:`delbench.sdk.shards`, the machinery every
     sharded job shares);
 ``manifest.json``
-    what the embeddings are of (pool name, parameters, ids sha256, n; backbone, parameters,
+    what the embeddings are of (pool name, version, parameters, ids sha256, n; backbone, parameters,
     checkpoint and its sha256; dtype, shard size and ranges) and, once every shard is
     finished, each shard's sha256 with ``"complete": true``. Whichever process finds every
     shard finished writes the complete manifest (the same content, atomically, so two
@@ -24,7 +24,8 @@ Files in the output directory:
     shard size is refused rather than mixed.
 
 :func:`load_embeddings` reads such a directory (or one ``.npy``) for a selector: the manifest
-must be complete, its ids hash must be the pool's, every shard's hash must match. One shard
+must be complete, its ids hash, pool version and pool parameters must be the pool's, every
+shard's hash must match. One shard
 is returned memory-mapped as it is; several are copied once, in order, into
 ``embeddings.npy`` beside them (a memory-mapped file, rebuilt when the shards it was made
 from change, named in ``embeddings.sources``), so a selector memory-maps one n × d file and
@@ -52,8 +53,10 @@ logger = logging.getLogger(__name__)
 MANIFEST = "manifest.json"
 FORMAT = 1
 #: the manifest entries that say what the embeddings are of; a re-run must agree on all of them
-IDENTITY_KEYS = ("format", "pool", "pool_params", "n", "ids_sha256", "backbone", "backbone_params",
+IDENTITY_KEYS = ("format", "pool", "pool_params", "pool_version", "n", "ids_sha256", "backbone", "backbone_params",
                  "checkpoint_sha256", "dtype", "shard_size")
+#: pool parameters that say where the data is, not what it is (the ids hash checks the data)
+LOCATION_PARAMS = ("root",)
 
 
 def shard_ranges(n: int, shard_size: int) -> list[tuple[int, int]]:
@@ -89,10 +92,11 @@ class ShardPlan:
 
 def plan_shards(out_dir: str | Path, *, pool_name: str, pool_params: Mapping[str, Any], pool_ids: list[str],
                 backbone_name: str, backbone_params: Mapping[str, Any], checkpoint: str | None,
-                dtype: str = "float16", shard_size: int = 65536) -> ShardPlan:
+                dtype: str = "float16", shard_size: int = 65536, pool_version: str | None = None) -> ShardPlan:
     """The plan for ``out_dir``; refuses a directory that holds embeddings of something else."""
     out_dir = Path(out_dir)
-    identity = {"format": FORMAT, "pool": pool_name, "pool_params": dict(pool_params), "n": len(pool_ids),
+    identity = {"format": FORMAT, "pool": pool_name, "pool_params": dict(pool_params), "pool_version": pool_version,
+                "n": len(pool_ids),
                 "ids_sha256": ids_sha256(pool_ids), "backbone": backbone_name,
                 "backbone_params": dict(backbone_params),
                 "checkpoint": str(checkpoint) if checkpoint else None,
@@ -127,7 +131,7 @@ def embed_shards(plan: ShardPlan, pool: Any, embed: Callable[[np.ndarray], np.nd
         start, stop = plan.ranges[i]
         rows = [np.asarray(embed(pool.load_images(np.arange(a, min(stop, a + batch_size)))))
                 for a in range(start, stop, batch_size)]
-        return check_embeddings(np.concatenate(rows).astype(plan.identity["dtype"]), stop - start)
+        return check_embeddings(np.concatenate(rows).astype(plan.identity["dtype"]), stop - start, distinct=False)
 
     done = run_shards(plan.files, len(plan.ranges), compute, world=world,
                       progress=lambda shards: tqdm(shards, desc="embed shards", disable=not progress, unit="shard"))
@@ -146,10 +150,11 @@ def finalize(plan: ShardPlan) -> bool:
     return True
 
 
-def read_embeddings(path: str | Path, n: int) -> np.ndarray:
+def read_embeddings(path: str | Path, n: int, *, distinct: bool = True) -> np.ndarray:
     """An embeddings file (``.npy``, n × d float, row i = pool item i) memory-mapped and
-    checked for a pool of ``n`` items (:func:`check_embeddings`); every problem is one
-    :class:`~delbench.errors.SelectionError` naming the file. Never unpickles."""
+    checked for a pool of ``n`` items (:func:`check_embeddings`; ``distinct=False`` for one
+    shard of a pool); every problem is one :class:`~delbench.errors.SelectionError` naming
+    the file. Never unpickles."""
     path = Path(path)
     if not path.is_file():
         raise SelectionError(f"embeddings file {path}: not found" if not path.exists() else
@@ -183,14 +188,18 @@ def read_embeddings(path: str | Path, n: int) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:
         raise SelectionError(f"embeddings file {path} cannot be read: {one_line(str(exc))}") from None
     try:
-        return check_embeddings(array, n)
+        return check_embeddings(array, n, distinct=distinct)
     except SelectionError as exc:
         raise SelectionError(f"embeddings file {path}: {exc}") from None
 
 
-def load_embeddings(path: str | Path, n: int, pool_ids_sha256: str | None = None) -> np.ndarray:
+def load_embeddings(path: str | Path, n: int, pool_ids_sha256: str | None = None, *, pool_name: str | None = None,
+                    pool_params: Mapping[str, Any] | None = None) -> np.ndarray:
     """Embeddings for a pool of ``n`` items from one ``.npy`` file or a shard directory written
-    by :func:`embed_shards` (whose ids hash must equal ``pool_ids_sha256`` when given)."""
+    by :func:`embed_shards`, whose ids hash must equal ``pool_ids_sha256`` and whose pool,
+    its version and its parameters (defaults filled in, ``split`` included, the data root
+    left out) must be ``pool_name``'s and ``pool_params`` when given (:func:`check_pool`):
+    the same ids of a pool built with other parameters are other images."""
     path = Path(path)
     if not path.is_dir():
         return read_embeddings(path, n)
@@ -206,15 +215,44 @@ def load_embeddings(path: str | Path, n: int, pool_ids_sha256: str | None = None
                              f"≠ {pool_ids_sha256[:12]}): another dataset, its parameters or its order")
     if manifest["n"] != n:
         raise SelectionError(f"embeddings in {path} have {manifest['n']} rows but the pool has {n} items")
+    if pool_name is not None:
+        check_pool(path, manifest, pool_name, pool_params or {})
     blocks = []
     for shard in manifest["shards"]:
         file = path / shard["file"]
         if not file.is_file() or file_sha256(file) != shard["sha256"]:
             raise SelectionError(f"embedding shard {file} is missing or does not match the manifest's sha256")
-        blocks.append(read_embeddings(file, shard["stop"] - shard["start"]))
+        blocks.append(read_embeddings(file, shard["stop"] - shard["start"], distinct=len(manifest["shards"]) == 1))
     if len(blocks) == 1:
         return blocks[0]
     return read_embeddings(_consolidated(path, manifest, blocks), n)
+
+
+def check_pool(path: Path, manifest: Mapping[str, Any], pool_name: str, pool_params: Mapping[str, Any]) -> None:
+    """The manifest's pool is ``pool_name`` at the installed version with ``pool_params``: each
+    side's parameters with the dataset's defaults filled in, compared key by key (the data
+    root aside); a difference is a SelectionError naming the key and both values."""
+    from delbench import discovery
+    from delbench.sdk.params import parameter_space
+
+    if manifest.get("pool") != pool_name:
+        raise SelectionError(f"embeddings in {path} are of pool {manifest.get('pool')!r}, not {pool_name!r}")
+    cls = discovery.get("dataset", pool_name)
+    recorded = manifest.get("pool_version")
+    if recorded is not None and recorded != cls.version:
+        raise SelectionError(f"embeddings in {path} are of {pool_name} version {recorded}, the installed one is "
+                             f"version {cls.version}: embed the pool again")
+    defaults = parameter_space("dataset", cls).defaults
+
+    def resolved(params: Mapping[str, Any]) -> dict[str, Any]:
+        return json.loads(json.dumps({**defaults, **params}, sort_keys=True, default=str))
+
+    theirs, mine = resolved(manifest.get("pool_params") or {}), resolved(pool_params)
+    differ = sorted(k for k in theirs.keys() | mine.keys() if k not in LOCATION_PARAMS and theirs.get(k) != mine.get(k))
+    if differ:
+        raise SelectionError(f"embeddings in {path} are of {pool_name} with other parameters ("
+                             + "; ".join(f"{k}: {theirs.get(k)!r} there, {mine.get(k)!r} here" for k in differ)
+                             + "): the same ids name other images; embed this pool, or give the same --dataset-param")
 
 
 def _consolidated(path: Path, manifest: dict[str, Any], blocks: list[np.ndarray]) -> Path:
@@ -256,7 +294,7 @@ def embed_pool(*, dataset: str, dataset_params: Mapping[str, Any], split: str, b
     else:
         logger.warning("no --checkpoint: embedding with %s's initial weights (seed %d)", backbone, seed)
     plan = plan_shards(out_dir, pool_name=dataset, pool_params={**dataset_params, "split": split},
-                       pool_ids=list(pool.item_ids()), backbone_name=backbone,
+                       pool_version=type(pool).version, pool_ids=list(pool.item_ids()), backbone_name=backbone,
                        backbone_params={**backbone_params, "init_seed": None if checkpoint else seed},
                        checkpoint=checkpoint, dtype=dtype, shard_size=shard_size)
     result = embed_shards(plan, pool, model.embed, world=world or world_from_env(), batch_size=batch_size,

@@ -47,6 +47,12 @@ class LockError(DelbenchError):
     """A work directory held by another running ``delbench run`` (its pid is named)."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """A ``KeyboardInterrupt`` (Ctrl-C, or raised by plugin code) that stopped a run, saying
+    where: the cell, its stage and the line that was running. It still stops the run, as
+    any ``KeyboardInterrupt`` does; the CLI prints it and exits 130, finished cells kept."""
+
+
 class StageTimeout(BaseException):
     """A stage of a cell (``select``, ``pretrain``, ``evaluate``) ran past its configured
     ``timeouts`` entry.

@@ -94,6 +94,7 @@ def test_the_lock_is_reentrant_in_a_process_and_released_on_error(tmp_path):
             with WorkDirLock.of(work):  # the CLI holds it around run_protocol, which takes it too
                 assert json.loads((work / LOCK_FILE).read_text())["pid"] == os.getpid()
             assert (work / LOCK_FILE).read_text()  # still held by the outer block
+            (work / "run.json").write_text("{}")  # the run wrote something: its work dir stays
             raise RuntimeError("a crash inside the run")
     assert (work / LOCK_FILE).read_text() == ""
     with WorkDirLock.of(work):  # free again

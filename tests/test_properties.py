@@ -97,7 +97,8 @@ def test_every_selector_returns_a_valid_subset_or_one_delbench_error(name, rows,
         subset = run_selector(cls(), pool, ratio, seed=seed, embeddings=embeddings, backbone=FakeBackbone())
     except DelbenchError as exc:
         assert "\n" not in str(exc)
-        assert cls.requires_embeddings and (nonfinite or kind in ("zero", "huge")), (
+        all_zero = len(rows) >= 2 and not embeddings.any()  # refused by check_embeddings (issue 26 item 5)
+        assert cls.requires_embeddings and (nonfinite or all_zero or kind in ("zero", "huge")), (
             f"{name} refused a usable input ({kind}, n={rows.size}, ratio={ratio}): {exc}")
         if nonfinite:
             assert isinstance(exc, SelectionError) and "NaN or inf" in str(exc)
@@ -114,7 +115,7 @@ def test_every_selector_returns_a_valid_subset_or_one_delbench_error(name, rows,
        shape=st.tuples(st.integers(0, 12), st.integers(1, 6)))
 def test_a_truncated_embeddings_file_is_named_never_a_crash(tmp_path, cut, dtype, shape):
     buffer = io.BytesIO()
-    np.save(buffer, np.ones(shape, dtype=dtype))
+    np.save(buffer, np.arange(shape[0] * shape[1]).reshape(shape).astype(dtype))  # distinct rows: a usable file
     data = buffer.getvalue()
     path = tmp_path / "e.npy"
     path.write_bytes(data[:cut])

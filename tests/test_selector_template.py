@@ -72,11 +72,12 @@ def test_the_template_checks_embeddings_and_fixed_ratio():
             return np.arange(k)
 
     pool = _pool(4)
-    assert NeedsEmbeddings().select(pool, 0.5, seed=0, embeddings=np.ones((4, 2))).indices.tolist() == [0, 1]
+    embeddings = np.arange(8.0).reshape(4, 2)
+    assert NeedsEmbeddings().select(pool, 0.5, seed=0, embeddings=embeddings).indices.tolist() == [0, 1]
     with pytest.raises(SelectionError, match="NaN"):
         NeedsEmbeddings().select(pool, 0.5, seed=0, embeddings=np.full((4, 2), np.nan))
     with pytest.raises(SelectionError, match="only runs at ratio 0.5"):
-        NeedsEmbeddings().select(pool, 0.25, seed=0, embeddings=np.ones((4, 2)))
+        NeedsEmbeddings().select(pool, 0.25, seed=0, embeddings=embeddings)
 
 
 class DuckTyped:

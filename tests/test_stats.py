@@ -178,3 +178,25 @@ def test_curve_area_by_hand():
     assert curve_area([1.0, 0.05, 0.2], [0.7, 0.5, 0.6]) == pytest.approx(0.6025 / 0.95)  # any order
     assert curve_area([0.1, 0.3], np.array([[0.2, 0.4], [1.0, 1.0]])) == pytest.approx([0.3, 1.0])  # per row
     assert math.isnan(curve_area([0.1], [0.5]))  # one ratio spans no width
+
+
+def test_mean_interval_of_equal_values_has_zero_width():
+    # [0.2, 0.2, 0.2]: sd 0, so the interval is the point itself (not NaN: a bracket gap equal on every seed holds)
+    assert mean_interval([0.2, 0.2, 0.2]) == (pytest.approx(0.2), pytest.approx(0.2), pytest.approx(0.2), pytest.approx(0.0, abs=1e-12))
+    assert paired_gap({0: 0.5, 1: 0.5}, {0: 0.3, 1: 0.3}).holds
+
+
+def test_statistics_are_scipy_calls(monkeypatch):
+    # issue 26, item 4: each statistic is the scipy.stats call a reviewer knows, not hand-written maths
+    from scipy import stats
+
+    called = []
+    for name in ("bootstrap", "permutation_test", "spearmanr", "sem"):
+        original = getattr(stats, name)
+        monkeypatch.setattr(stats, name, lambda *a, _name=name, _f=original, **k: called.append(_name) or _f(*a, **k))
+    mean_interval([1, 2, 3])
+    bootstrap_interval([0.1, 0.2, 0.4])
+    bootstrap_means([[0.1, 0.2], [0.3, 0.5, 0.6]])
+    sign_flip_test([0.1, 0.2, -0.05])
+    spearman([1, 2, 3, 4], [2, 1, 4, 3])
+    assert called == ["sem", "bootstrap", "bootstrap", "permutation_test", "spearmanr", "permutation_test"]

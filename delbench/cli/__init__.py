@@ -42,8 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if args.debug:
+            raise
+        print(f"delbench: interrupted: {exc}" if str(exc) else "delbench: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
         if args.debug:

@@ -9,18 +9,68 @@ import json
 from typing import Any, Sequence
 
 
-def parse_value(text: str) -> Any:
-    """Option values: JSON, else a Python literal (``[{'a': 1}]``, ``(1, 2)``), else the string."""
+#: names a value may use besides literals, as in a config file
+_NAMED_VALUES = {"nan": float("nan"), "inf": float("inf")}
+
+
+def _literal(node: Any) -> Any:
+    """The value of a parsed expression made of literals, ``dict(key=...)`` calls (as config
+    files write dicts), ``nan`` and ``inf``; anything else is a ValueError naming it."""
     import ast
+
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "dict" \
+            and not node.args and all(k.arg for k in node.keywords):
+        return {k.arg: _literal(k.value) for k in node.keywords}
+    if isinstance(node, (ast.List, ast.Tuple)):
+        values = [_literal(element) for element in node.elts]
+        return values if isinstance(node, ast.List) else tuple(values)
+    if isinstance(node, ast.Dict) and None not in node.keys:
+        return {_literal(k): _literal(v) for k, v in zip(node.keys, node.values)}
+    if isinstance(node, ast.Name) and node.id in _NAMED_VALUES:
+        return _NAMED_VALUES[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _literal(node.operand)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return -value if isinstance(node.op, ast.USub) else value
+    try:
+        return ast.literal_eval(node)
+    except ValueError:
+        raise ValueError(f"{ast.unparse(node)!r} is not a literal") from None
+
+
+def parse_value(text: str, where: str = "value") -> Any:
+    """Option values: JSON, else a Python literal as a config file writes it (``[dict(name=
+    'random')]``, ``{'a': 1}``, ``(1, 2)``, ``nan``, ``inf``), else the string. Text that
+    opens a list, tuple or dict but is none of these is a ConfigError naming ``where``: kept
+    as a string it would be read letter by letter (``unknown selector '['``)."""
+    import ast
+
+    from delbench.errors import ConfigError
 
     try:
         return json.loads(text)
     except json.JSONDecodeError:
         pass
     try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
+        return _literal(ast.parse(text.strip(), mode="eval").body)
+    except (ValueError, SyntaxError) as exc:
+        if text.strip()[:1] in ("[", "(", "{"):
+            reason = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+            raise ConfigError(f"{where}: {text!r} is not a value ({reason}); write literals (numbers, 'strings', "
+                              f"True/False/None, nan, inf) in lists, tuples, {{'key': ...}} or dict(key=...)") from None
         return text
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse ``type`` for seeds and counts: an integer ≥ 0, else argparse's usage error
+    naming the option (``argument --seed: must be an integer ≥ 0, got '-1'``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0, got {text!r}")
+    return value
 
 
 def key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
@@ -31,7 +81,7 @@ def key_values(pairs: Sequence[str], flag: str) -> dict[str, Any]:
         if "=" not in pair:
             raise ConfigError(f"{flag} expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key.strip()] = parse_value(value)
+        out[key.strip()] = parse_value(value, f"{flag} {key.strip()}")
     return out
 
 

@@ -13,7 +13,8 @@ def add_parser(sub: Any) -> None:
     q = data_sub.add_parser("check", help="validate every item of a dataset copy; non-zero exit on problems")
     q.add_argument("name")
     q.add_argument("--root", help="dataset root (else the dataset's environment variable)")
-    q.add_argument("--dataset-param", nargs="*", default=[], metavar="KEY=VALUE")
+    q.add_argument("--dataset-param", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="the dataset's parameters; split=NAME checks one split (default: every split)")
     q.set_defaults(func=run)
 
 
@@ -24,8 +25,11 @@ def run(args: argparse.Namespace) -> int:
 
     params = key_values(args.dataset_param, "--dataset-param")
     dataset_cls = discovery.get_dataset(args.name)
+    # the split is the harness's argument (as in run and select), checked with the others: every split by
+    # default, which is "all" for a dataset that reads files (and the only split of a plain image folder)
+    split = {"split": params.pop("split")} if "split" in params else {}
     check_plugin_params("dataset", dataset_cls, {**params, **({"root": args.root} if args.root else {})},
-                        f"--dataset-param ({args.name})")
-    report = check_dataset(dataset_cls, root=args.root, **params)
+                        f"--dataset-param ({args.name})", harness=split or {"split": "all"})
+    report = check_dataset(dataset_cls, root=args.root, **params, **split)
     print(report.format())
     return 1 if report.problems else 0

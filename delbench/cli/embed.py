@@ -5,7 +5,7 @@ import argparse
 import sys
 from typing import Any
 
-from delbench.cli.base import key_values, shard_world
+from delbench.cli.base import key_values, non_negative_int, shard_world
 
 
 def add_parser(sub: Any) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--shard-count", type=int, help="the array's number of tasks")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--dtype", choices=("float16", "float32"), default="float16")
-    p.add_argument("--seed", type=int, default=0, help="initial weights when there is no --checkpoint")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="initial weights when there is no --checkpoint")
     p.add_argument("--split", default="all")
     p.add_argument("--root", help="dataset root folder (real datasets)")
     p.add_argument("--dataset-param", nargs="*", default=[], metavar="KEY=VALUE")

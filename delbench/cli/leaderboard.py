@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -21,5 +22,8 @@ def run(args: argparse.Namespace) -> int:
 
     files = leaderboard(args.submissions, args.out, reference=reference_protocol(args), check_pool=not args.no_pool)
     print(files["md"].read_text())
+    for repeat in json.loads(files["json"].read_text()).get("repeated", []):
+        print(f"note: {repeat['submission']} is the same submission as {repeat['same_as']}: ranked once",
+              file=sys.stderr)
     print("written: " + ", ".join(str(path) for path in files.values()), file=sys.stderr)
     return 0

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from delbench.cli.base import key_values, shard_world
+from delbench.cli.base import key_values, non_negative_int, shard_world
 
 
 def add_parser(sub: Any) -> None:
@@ -16,7 +16,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--selector", required=True)
     p.add_argument("--ratio", required=True, type=float)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--split", default="all")
     p.add_argument("--root", help="dataset root folder (real datasets)")
     p.add_argument("--embeddings", help="n × d .npy (row i = pool item i) or a 'delbench embed' directory")
@@ -26,7 +26,7 @@ def add_parser(sub: Any) -> None:
                    help="scoring model of selectors that read one (mae_loss, optidel); default timm_mae")
     p.add_argument("--backbone-param", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--scoring-checkpoint", help="weights of the scoring model (else --warmup-steps on the pool)")
-    p.add_argument("--warmup-steps", type=int, default=100,
+    p.add_argument("--warmup-steps", type=non_negative_int, default=100,
                    help="MAE warm-up steps (batch 16) of the scoring model when no checkpoint is given")
     p.add_argument("--out", required=True,
                    help="output .npy (sorted int64 indices); for a selector that writes images (optidel), a "
@@ -86,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     derived = getattr(cls, "produces_derived", False)
     work = _selection_work(args, pool_ids_sha256) if args.work else None
     subset = select(SelectorSpec(args.selector, params), pool, args.ratio, seed=args.seed, pool_ids=pool_ids,
-                    get_embeddings=lambda: load_embeddings(args.embeddings, len(pool), pool_ids_sha256),
+                    get_embeddings=lambda: load_embeddings(args.embeddings, len(pool), pool_ids_sha256,
+                                                           pool_name=args.dataset,
+                                                           pool_params={**dataset_params, "split": args.split}),
                     get_backbone=lambda: _scoring_backbone(args, pool, backbone_spec, dataset_params),
                     output_dir=args.out if derived else None, work=work)
     if work is not None and not work.world.is_main:

@@ -4,15 +4,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from delbench.cli.base import add_protocol_options, print_findings, reference_protocol
+from delbench.cli.base import add_protocol_options, non_negative_int, print_findings, reference_protocol
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("verify", help="recompute and check everything a run directory or submission records")
     p.add_argument("target", metavar="RUN_DIR|SUB.tar.gz")
     add_protocol_options(p)
-    p.add_argument("--rerun", type=int, default=0, metavar="N", help="also re-run N sampled cells here and compare")
-    p.add_argument("--rerun-seed", type=int, default=0, metavar="S", help="seed of the sample of re-run cells")
+    p.add_argument("--rerun", type=non_negative_int, default=0, metavar="N", help="also re-run N sampled cells here and compare")
+    p.add_argument("--rerun-seed", type=non_negative_int, default=0, metavar="S", help="seed of the sample of re-run cells")
     p.add_argument("--tolerance", type=float, default=0.0,
                    help="re-run metrics may differ by this much (absolute, fractions: 0.01 = 1 point); default 0")
     p.set_defaults(func=run)

@@ -110,6 +110,22 @@ def _selectors(raw: Mapping[str, Any]) -> tuple[SelectorSpec, ...]:
     return tuple(selectors)
 
 
+def _distinct_selectors(protocol: Protocol) -> None:
+    """Two selector entries with one label (name and parameters) and a ratio and seed in
+    common would plan the same cells twice (every such cell run twice, its key recorded
+    twice): refused, naming both entries."""
+    for j, later in enumerate(protocol.selectors):
+        for i, earlier in enumerate(protocol.selectors[:j]):
+            if earlier.label != later.label:
+                continue
+            ratios = sorted(set(protocol.selector_ratios(earlier)) & set(protocol.selector_ratios(later)))
+            seeds = sorted(set(protocol.selector_seeds(earlier)) & set(protocol.selector_seeds(later)))
+            if ratios and seeds:
+                raise ConfigError(f"selectors[{i}] and selectors[{j}] are both '{later.label}' at ratio {ratios[0]:g} "
+                                  f"and seed {seeds[0]}: each of their common cells would run twice; remove one, or "
+                                  f"give them other params, ratios or seeds")
+
+
 def _pretrain(raw: Mapping[str, Any]) -> PretrainSpec:
     pre = _section(raw, "pretrain", PRETRAIN_KEYS, {"budget", "reference_epochs", "batch_size"})
     with _in_section("pretrain"):
@@ -241,6 +257,7 @@ def protocol_from_dict(raw: Mapping[str, Any], *, plugins: bool = True) -> Proto
         backbone=_plugin(raw.get("backbone"), "backbone"), pretrain=_pretrain(raw), embedding=_embedding(raw),
         tasks=tasks, alpha=_alpha(raw), runtime=_runtime(raw), generalization=_generalization(raw, tasks),
         references=_references(raw), execution=_execution(raw), significance=_significance(raw))
+    _distinct_selectors(protocol)
     if plugins:
         check_plugins(protocol)
     return protocol
@@ -288,6 +305,7 @@ def check_values(protocol: Protocol) -> None:
             _seeds(list(selector.seeds), f"selectors[{i}].seeds")
         if selector.ratios is not None:
             _ratios(list(selector.ratios), f"selectors[{i}].ratios")
+    _distinct_selectors(protocol)
     check_known_keys(protocol.execution.timeouts, STAGES, "timeouts")
     with _in_section("timeouts"):
         for stage in STAGES:

@@ -244,6 +244,9 @@ def render_markdown(summary: dict[str, Any], figures: Iterable[tuple[str, str]] 
         lines += ["## Failed cells", ""] + [
             f"- `{f['key']}`" + (f" ({f['stage']})" if f.get("stage") else "") + f": {f['error']}"
             for f in summary["failed"]] + [""]
+    if summary.get("row_problems"):
+        lines += ["## Rows left out", "", "The report leaves these out of every table and statistic:", ""]
+        lines += [f"- {problem}" for problem in summary["row_problems"]] + [""]
     figures = list(figures)
     if figures:
         lines += ["## Figures", ""]

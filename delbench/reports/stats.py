@@ -1,21 +1,25 @@
 """Statistics over seeds and selectors: means with intervals, paired tests, rank correlation.
 
-The one place for each statistic the report uses (hand-checked in tests/test_stats.py):
+The one place for each statistic the report uses, each a call to :mod:`scipy.stats` where
+scipy has one (values checked by hand in tests/test_stats.py):
 
 - :func:`mean_std` — mean, sample standard deviation and count of the finite values;
-- :func:`mean_interval` — the Student-t confidence interval of a mean over seeds (the
-  validity section's bracket);
-- :func:`bootstrap_means`, :func:`percentile_interval`, :func:`bootstrap_interval` — the
-  seeded percentile bootstrap (B = 10,000) of a mean, or of a statistic of several groups'
-  means each resampled within itself (the score tables, aggregate NormDEL, curve areas);
-- :func:`sign_flip_test` — the exact paired permutation (sign-flip) test of a mean paired
-  difference (every selector against ``random`` at the same ratio);
+- :func:`mean_interval` — the Student-t confidence interval of a mean over seeds
+  (``scipy.stats.t.interval``; the validity section's bracket);
+- :func:`bootstrap_interval`, :func:`bootstrap_means` — the seeded percentile bootstrap
+  (``scipy.stats.bootstrap``, B = 10,000) of a mean, or the bootstrap distribution of several
+  groups' means each resampled within itself; :func:`percentile_interval` reads an interval off
+  such a distribution (the score tables, aggregate NormDEL, curve areas);
+- :func:`sign_flip_test` — the paired permutation (sign-flip) test of a mean paired
+  difference (``scipy.stats.permutation_test``, exact up to 16 pairs; every selector against
+  ``random`` at the same ratio);
 - :func:`paired_gap` — the gap between two selectors on their common seeds, and whether it
   separates them beyond seed noise (the bracket check of the validity section);
 - :func:`curve_area` — the normalised area under a score-vs-ratio curve;
-- :func:`spearman` — rank correlation with a permutation p-value.
+- :func:`spearman` — rank correlation (``scipy.stats.spearmanr``) with a permutation p-value
+  (``scipy.stats.permutation_test``, exact up to 8 pairs).
 
-Every random draw here comes from ``numpy.random.default_rng`` with a fixed seed, so the same
+Every random draw here comes from a ``numpy.random.default_rng`` with a fixed seed, so the same
 values always give the same interval and p-value.
 
 numpy only at import; scipy (a dependency of scikit-learn) is imported inside the functions
@@ -25,7 +29,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from itertools import permutations
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -58,18 +61,35 @@ def mean_std(values: Iterable[float]) -> tuple[float, float, int]:
 def mean_interval(values: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float, float]:
     """``(mean, low, high, half_width)``: the Student-t interval of the mean over seeds.
 
-    ``half_width = t_{(1+confidence)/2, n-1} · sd / √n`` with the sample standard deviation of
-    the finite values (None and NaN are ignored, as in :func:`mean_std`). One value has a mean
+    ``half_width = t_{(1+confidence)/2, n-1} · sem``: the quantile from ``scipy.stats.t``, the
+    standard error from ``scipy.stats.sem`` (sample standard deviation / √n) of the finite
+    values (None and NaN are ignored, as in :func:`mean_std`). Equal values give a zero-width
+    interval (``scipy.stats.t.interval`` would give NaN for a zero scale). One value has a mean
     but no spread to estimate, so its half-width, low and high are NaN; no value gives NaN
     throughout.
     """
-    mean, std, n = mean_std(values)
-    if n < 2:
+    array = _finite(values)
+    mean = float(array.mean()) if array.size else math.nan
+    if array.size < 2:
         return mean, math.nan, math.nan, math.nan
     from scipy import stats
 
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * std / math.sqrt(n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, array.size - 1) * stats.sem(array))
     return mean, mean - half, mean + half, half
+
+
+def _percentile_bootstrap(samples: Sequence[np.ndarray], statistic, confidence: float, resamples: int, seed: int):
+    """``scipy.stats.bootstrap`` of ``statistic`` over independently resampled ``samples``
+    (each of two or more values), percentile method, ``default_rng(seed)``."""
+    from scipy import stats
+
+    return stats.bootstrap(tuple(samples), statistic, n_resamples=resamples, paired=False, vectorized=True,
+                           confidence_level=confidence, method="percentile", rng=np.random.default_rng(seed))
+
+
+def _group_means(*samples: np.ndarray, axis: int) -> np.ndarray:
+    """Each sample's mean, stacked along the first axis (a vector-valued bootstrap statistic)."""
+    return np.stack([sample.mean(axis=axis) for sample in samples])
 
 
 def bootstrap_means(groups: Sequence[Iterable[float]], *, resamples: int = BOOTSTRAP_RESAMPLES,
@@ -78,22 +98,23 @@ def bootstrap_means(groups: Sequence[Iterable[float]], *, resamples: int = BOOTS
 
     Each group's finite values (None and NaN ignored) are resampled with replacement, within
     the group and independently of the others (a stratified bootstrap: a group is one cell,
-    e.g. a selector at one ratio on one dataset, its values the seeds), and every resample's
-    mean is one entry. A group of one value has no spread to resample and stays constant; an
-    empty group is NaN. One generator, ``default_rng(seed)``, draws the groups in order, so
-    the same groups always give the same array. Vectorised: one ``(resamples, n)`` index
-    draw per group.
+    e.g. a selector at one ratio on one dataset, its values the seeds): the
+    ``bootstrap_distribution`` of ``scipy.stats.bootstrap`` over the groups with
+    ``paired=False`` and each group's mean as the statistic. A group of one value has no spread
+    to resample and stays constant (scipy needs two values per sample, so it is left out of the
+    call); an empty group is NaN. Callers combine the columns (mean over cells, curve areas) and
+    read an interval off with :func:`percentile_interval` (``numpy.percentile``, as scipy's
+    percentile method does): one draw then serves both statistics of the aggregate, and the
+    one-seed cells, which scipy cannot resample, enter as constants.
     """
-    rng = np.random.default_rng(seed)
-    out = np.empty((resamples, len(groups)))
-    for column, values in enumerate(groups):
-        array = _finite(values)
-        if array.size == 0:
-            out[:, column] = math.nan
-        elif array.size == 1:
-            out[:, column] = array[0]
-        else:
-            out[:, column] = array[rng.integers(0, array.size, size=(resamples, array.size))].mean(axis=1)
+    arrays = [_finite(values) for values in groups]
+    out = np.empty((resamples, len(arrays)))
+    for column, array in enumerate(arrays):
+        out[:, column] = array[0] if array.size == 1 else math.nan
+    spread = [column for column, array in enumerate(arrays) if array.size >= 2]
+    if spread:
+        result = _percentile_bootstrap([arrays[c] for c in spread], _group_means, 0.95, resamples, seed)
+        out[:, spread] = np.asarray(result.bootstrap_distribution).reshape(len(spread), resamples).T
     return out
 
 
@@ -109,15 +130,18 @@ def percentile_interval(samples: np.ndarray, confidence: float = 0.95) -> tuple[
 
 def bootstrap_interval(values: Iterable[float], confidence: float = 0.95, *, resamples: int = BOOTSTRAP_RESAMPLES,
                        seed: int = BOOTSTRAP_SEED) -> tuple[float, float]:
-    """``(low, high)``: the seeded percentile bootstrap interval of the mean of ``values``.
+    """``(low, high)``: the seeded percentile bootstrap interval of the mean of ``values``
+    (``scipy.stats.bootstrap``, ``method='percentile'``: with 3–5 seeds the BCa default's
+    jackknife acceleration is itself too noisy to correct anything).
 
-    :func:`bootstrap_means` of the one group, then :func:`percentile_interval`. Fewer than two
-    finite values have no spread to resample, so the interval is NaN rather than a point.
+    Fewer than two finite values have no spread to resample, so the interval is NaN rather
+    than a point.
     """
     array = _finite(values)
     if array.size < 2:
         return math.nan, math.nan
-    return percentile_interval(bootstrap_means([array], resamples=resamples, seed=seed)[:, 0], confidence)
+    interval = _percentile_bootstrap([array], np.mean, confidence, resamples, seed).confidence_interval
+    return float(interval.low), float(interval.high)
 
 
 @dataclass(frozen=True)
@@ -145,33 +169,40 @@ class SignFlipTest:
 
 
 def sign_flip_test(differences: Iterable[float], *, seed: int = BOOTSTRAP_SEED) -> SignFlipTest:
-    """Two-sided exact sign-flip permutation test that the mean paired difference is 0.
+    """Two-sided sign-flip permutation test that the mean paired difference is 0.
 
     Under the null hypothesis each pair's difference is as likely positive as negative
-    (symmetric about 0, no normality assumed), so every pattern of signs is equally likely.
-    The p-value is the share of sign patterns whose ``|Σ ±d_i|`` is at least the observed
-    ``|Σ d_i|`` (ties count as extreme). For ``n <= 16`` pairs all ``2**n`` patterns are
-    enumerated (the observed one among them, so ``p >= 2 / 2**n``); above that,
-    MONTE_CARLO_PERMUTATIONS patterns drawn with ``default_rng(seed)`` give ``p = (1 + count)
-    / (1 + draws)``. None and NaN differences are ignored; no difference gives NaN.
+    (symmetric about 0, no normality assumed), so every pattern of signs is equally likely:
+    ``scipy.stats.permutation_test`` with ``permutation_type='samples'`` on the one sample of
+    differences. The p-value is the share of sign patterns whose ``|mean|`` is at least the
+    observed one (statistic ``|mean|``, divided by its largest value ``mean |d_i|`` and
+    rounded to 12 decimals so that patterns equal up to float rounding tie; ``alternative=
+    'greater'``: exact enumeration gives the same p as scipy's two-sided rule on the mean,
+    since the null distribution is symmetric, and sampling keeps the smallest p at
+    1 / (1 + draws) rather than 2 / (1 + draws)). For
+    ``n <= 16`` pairs all ``2**n`` patterns are enumerated (the observed one among them, so
+    ``p >= 2 / 2**n``); above that, MONTE_CARLO_PERMUTATIONS patterns drawn with
+    ``default_rng(seed)`` give ``p = (1 + count) / (1 + draws)``. None and NaN differences are
+    ignored; no difference gives NaN, one gives p = 1 (+d and −d are equally extreme).
     """
     d = _finite(differences)
     n = int(d.size)
     if n == 0:
         return SignFlipTest(0, math.nan, math.nan, True, math.nan)
-    observed = abs(float(d.sum()))
-    threshold = observed - 1e-12 * max(1.0, observed)  # sums equal to the observed one up to rounding
-    if n <= EXACT_SIGN_FLIP_MAX_N:
-        patterns = np.arange(2 ** n)[:, None] >> np.arange(n) & 1  # row j: the bits of j
-        sums = np.abs((1 - 2 * patterns) @ d)
-        p_value, exact, min_p = float(np.mean(sums >= threshold)), True, 2.0 / 2 ** n
-    else:
-        rng = np.random.default_rng(seed)
-        signs = rng.choice(np.array([-1.0, 1.0]), size=(MONTE_CARLO_PERMUTATIONS, n))
-        count = int(np.sum(np.abs(signs @ d) >= threshold))
-        p_value, exact = (1 + count) / (1 + MONTE_CARLO_PERMUTATIONS), False
-        min_p = 1 / (1 + MONTE_CARLO_PERMUTATIONS)
-    return SignFlipTest(n, float(d.mean()), min(1.0, p_value), exact, min_p)
+    exact = n <= EXACT_SIGN_FLIP_MAX_N
+    min_p = 2.0 / 2 ** n if exact else 1 / (1 + MONTE_CARLO_PERMUTATIONS)
+    largest = float(np.abs(d).mean())  # the largest |mean| a sign pattern reaches
+    if n == 1 or largest == 0:  # scipy needs two observations; +d and −d (or all zeros) are equally extreme
+        return SignFlipTest(n, float(d.mean()), 1.0, exact, min_p)
+    from scipy import stats
+
+    def abs_mean(sample: np.ndarray, axis: int) -> np.ndarray:  # on [0, 1], rounded: ties up to float error tie
+        return np.round(np.abs(np.mean(sample, axis=axis)) / largest, 12)
+
+    result = stats.permutation_test((d,), abs_mean, permutation_type="samples", vectorized=True,
+                                    n_resamples=2 ** n if exact else MONTE_CARLO_PERMUTATIONS,
+                                    alternative="greater", rng=np.random.default_rng(seed))
+    return SignFlipTest(n, float(d.mean()), float(result.pvalue), exact, min_p)
 
 
 def curve_area(x: Sequence[float], y: np.ndarray) -> np.ndarray | float:
@@ -228,26 +259,22 @@ def paired_gap(higher: Mapping[Any, float], lower: Mapping[Any, float], confiden
     return PairedGap(seeds, gaps, mean, half, low, high, bool(holds))
 
 
-def _rank_correlations(x_ranks: np.ndarray, y_ranks: np.ndarray) -> np.ndarray:
-    """Pearson correlation of ``x_ranks`` with each row of ``y_ranks`` (rows are permutations
-    of one rank vector, so their mean and spread are those of the first row)."""
-    dx = x_ranks - x_ranks.mean()
-    dy = y_ranks - y_ranks[0].mean()
-    return dy @ dx / math.sqrt(float(dx @ dx) * float(dy[0] @ dy[0]))
-
-
 def spearman(x: Iterable[float], y: Iterable[float], seed: int = 0) -> tuple[float, float]:
     """``(rho, p_value)``: Spearman's rank correlation of paired values and its two-sided p.
 
-    ``rho`` is the Pearson correlation of the ranks, ties given their average rank. The
-    p-value is that of a permutation test of "no association": the share of orderings of
-    ``y``'s ranks whose ``|rho|`` is at least the observed one. For ``n <= 8`` every one of
-    the ``n!`` orderings is enumerated (the observed ordering among them, so p >= 2/n! for a
-    perfect correlation); above that, 20,000 orderings drawn with ``numpy.random.default_rng
-    (seed)`` give ``p = (1 + count) / (1 + 20,000)``, the same for the same seed. Both are
-    NaN for fewer than three pairs or when either variable is constant.
+    ``rho`` is ``scipy.stats.spearmanr`` (the Pearson correlation of the ranks, ties given
+    their average rank). The p-value is that of a permutation test of "no association",
+    ``scipy.stats.permutation_test`` with ``permutation_type='pairings'``: the share of
+    orderings of ``y``'s ranks whose ``|rho|`` is at least the observed one. For ``n <= 8``
+    every one of the ``n!`` orderings is enumerated (the observed ordering among them, so p >=
+    2/n! for a perfect correlation); above that, 20,000 orderings drawn with
+    ``default_rng(seed)`` give ``p = (1 + count) / (1 + 20,000)``, the same for the same seed.
+    The test statistic is ``|rho|`` with ``alternative='greater'`` rather than scipy's two-sided
+    rule (twice the smaller one-sided p): with ties in both variables the null distribution is
+    not symmetric and the two differ; ``|rho|`` is the usual definition and what the report
+    always gave. Both are NaN for fewer than three pairs or when either variable is constant.
     """
-    from scipy.stats import rankdata
+    from scipy import stats
 
     x_values, y_values = np.asarray(list(x), dtype=float), np.asarray(list(y), dtype=float)
     if x_values.shape != y_values.shape:
@@ -255,15 +282,14 @@ def spearman(x: Iterable[float], y: Iterable[float], seed: int = 0) -> tuple[flo
     n = x_values.size
     if n < 3 or np.ptp(x_values) == 0 or np.ptp(y_values) == 0:
         return math.nan, math.nan
-    x_ranks, y_ranks = rankdata(x_values), rankdata(y_values)
-    rho = float(_rank_correlations(x_ranks, y_ranks[None, :])[0])
-    threshold = abs(rho) - 1e-12  # orderings that tie the observed |rho| count as extreme
-    if n <= EXACT_PERMUTATION_MAX_N:
-        orderings = np.array(list(permutations(y_ranks)))
-        p_value = float(np.mean(np.abs(_rank_correlations(x_ranks, orderings)) >= threshold))
-    else:
-        rng = np.random.default_rng(seed)
-        orderings = rng.permuted(np.tile(y_ranks, (MONTE_CARLO_PERMUTATIONS, 1)), axis=1)
-        count = int(np.sum(np.abs(_rank_correlations(x_ranks, orderings)) >= threshold))
-        p_value = (1 + count) / (1 + MONTE_CARLO_PERMUTATIONS)
-    return float(np.clip(rho, -1.0, 1.0)), p_value
+    rho = float(stats.spearmanr(x_values, y_values).statistic)
+    x_ranks, y_ranks = stats.rankdata(x_values), stats.rankdata(y_values)
+
+    def abs_rho(ranks: np.ndarray, axis: int) -> np.ndarray:  # rounded: orderings tied up to float error tie
+        return np.round(np.abs(stats.pearsonr(x_ranks, ranks, axis=axis).statistic), 12)
+
+    exact = n <= EXACT_PERMUTATION_MAX_N
+    result = stats.permutation_test((y_ranks,), abs_rho, permutation_type="pairings", vectorized=True,
+                                    n_resamples=math.factorial(n) if exact else MONTE_CARLO_PERMUTATIONS,
+                                    alternative="greater", rng=np.random.default_rng(seed))
+    return float(np.clip(rho, -1.0, 1.0)), float(result.pvalue)

@@ -24,6 +24,9 @@ class ReportFiles:
 
     summary: dict[str, Any]
     files: dict[str, Path]
+    #: rows of results.jsonl left out or unusable (a cut-off last line, an ok row without a
+    #: finite metric), one line each naming file and line; also ``summary["row_problems"]``
+    problems: tuple[str, ...] = ()
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -39,10 +42,14 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def write_report(run_dir: str | Path, formats: Iterable[str] = FORMATS) -> ReportFiles:
     """Write the report of ``run_dir`` in ``formats`` (:data:`FORMATS`): ``summary.json``,
     ``report.md`` and ``report.html``, and for the last two the figures of
-    :mod:`delbench.reports.plots`; every file atomically."""
+    :mod:`delbench.reports.plots`; every file atomically. Rows left out or unusable are
+    reported, not dropped in silence (:attr:`ReportFiles.problems`, and a section of the
+    report)."""
     run_dir = Path(run_dir)
     formats = tuple(formats)
-    summary = summarize(read_header(run_dir), read_rows(run_dir))
+    problems: list[str] = []
+    summary = summarize(read_header(run_dir), read_rows(run_dir, problems))
+    summary["row_problems"] = problems
     files: dict[str, Path] = {}
     if "json" in formats:
         atomic_write_json(run_dir / SUMMARY_FILE, summary)
@@ -55,4 +62,4 @@ def write_report(run_dir: str | Path, formats: Iterable[str] = FORMATS) -> Repor
         if "html" in formats:
             atomic_write_text(run_dir / HTML_FILE, render_html(summary, figures, run_dir))
             files["html"] = run_dir / HTML_FILE
-    return ReportFiles(summary, files)
+    return ReportFiles(summary, files, tuple(problems))

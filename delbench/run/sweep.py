@@ -11,10 +11,11 @@ sweep goes on.
 from __future__ import annotations
 
 import logging
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from delbench.errors import DelbenchError, StageTimeout
+from delbench.errors import DelbenchError, Interrupted, StageTimeout
 from delbench.protocol import Protocol, check_plugins, check_values
 from delbench.run.context import RunContext, seed_everything, start_run, utc_now
 from delbench.run.evaluate import cross_tasks, evaluate_task
@@ -71,6 +72,17 @@ def _run_locked(protocol: Protocol, work_dir: Path, resume: bool, config_text: s
 CELL_FAULTS = (Exception, StageTimeout, SystemExit)
 
 
+def interrupted(exc: KeyboardInterrupt, stage: str, key: str) -> Interrupted:
+    """A KeyboardInterrupt that stops the sweep, named: the cell, its stage and the line of
+    code that was running (a plugin that raised it, or wherever Ctrl-C came)."""
+    if isinstance(exc, Interrupted):
+        return exc
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f", raised at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+    return Interrupted(f"{type(exc).__name__} in the {stage} stage of {key}{where}; the cells finished before it "
+                       f"are kept, 'delbench run --resume' goes on")
+
+
 def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[ResultRow]:
     """One (selector, ratio, seed): select, pre-train, then every task (and checkpoint epoch).
 
@@ -91,6 +103,8 @@ def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[Re
         checkpoints, pre = pretrain_checkpoints(ctx, subset, seed)
     except CELL_FAULTS as exc:
         return [record_row(ctx, make_row(ctx, c, started_at, exc, stage=stage)) for c in todo]
+    except KeyboardInterrupt as exc:
+        raise interrupted(exc, stage, todo[0].key) from exc
     facts = SelectionFacts(subset, meta, pre)
     written = []
     for cell in todo:
@@ -105,6 +119,8 @@ def run_selection(ctx: RunContext, cells: list[Cell], done: set[str]) -> list[Re
                                     cross_tasks=cross_tasks(protocol, cell), ratio=cell.ratio)
         except CELL_FAULTS as exc:
             outcome = exc
+        except KeyboardInterrupt as exc:
+            raise interrupted(exc, "evaluate", cell.key) from exc
         row = record_row(ctx, make_row(ctx, cell, cell_started, outcome, facts, stage="evaluate"))
         written.append(row)
         if row.ok:
@@ -129,5 +145,7 @@ def run_references(ctx: RunContext, done: set[str]) -> list[ResultRow]:
             outcome = evaluate_task(ctx, cell.task, checkpoint, cell.seed)
         except CELL_FAULTS as exc:
             outcome = exc
+        except KeyboardInterrupt as exc:
+            raise interrupted(exc, "evaluate", cell.key) from exc
         written.append(record_row(ctx, make_row(ctx, cell, started_at, outcome, stage="evaluate")))
     return written

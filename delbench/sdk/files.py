@@ -78,6 +78,18 @@ def write_error(path: str | Path, exc: OSError) -> WriteError:
 
 
 
+def _write_failure(path: Path, exc: BaseException) -> WriteError | None:
+    """The :class:`WriteError` naming ``path`` for a writer's I/O failure: an ``OSError``, or
+    safetensors' own error wrapping one (``I/O error: No space left on device (os error 28)
+    at path "<its temporary>"``), which names no file of ours; None for any other error."""
+    if isinstance(exc, OSError):
+        return write_error(path, exc)
+    text = str(exc)
+    if type(exc).__module__.startswith("safetensors") and "I/O error: " in text:
+        return WriteError(f"cannot write {path}: {text.split('I/O error: ', 1)[1].split(' at path ', 1)[0]}")
+    return None
+
+
 def file_sha256(path: str | Path) -> str:
     """sha256 of a file's bytes, read in blocks (shards and images may not fit in memory)."""
     digest = hashlib.sha256()
@@ -122,8 +134,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            raise write_error(path, exc) from None
+        failure = _write_failure(path, exc)
+        if failure is not None:
+            raise failure from None
         raise
 
 

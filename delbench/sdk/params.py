@@ -23,7 +23,7 @@ import difflib
 import inspect
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
@@ -42,12 +42,14 @@ _KEYWORD_KINDS = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEY
 
 @dataclass(frozen=True)
 class ParameterSpace:
-    """The parameters a plugin accepts: ``names`` (sorted), ``required`` (no default) and
-    ``open`` (a ``**kwargs`` that no method checks: any further name is accepted)."""
+    """The parameters a plugin accepts: ``names`` (sorted), ``required`` (no default),
+    ``open`` (a ``**kwargs`` that no method checks: any further name is accepted) and
+    ``defaults`` (name → default of each parameter that has one)."""
 
     names: tuple[str, ...]
     required: tuple[str, ...]
     open: bool
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
 
 def parameter_method(kind: str, cls: type) -> str:
@@ -66,6 +68,11 @@ def parameter_space(kind: str, cls: type) -> ParameterSpace:
     harness = HARNESS_ARGUMENTS[kind]
     names: set[str] = set()
     required: set[str] = set()
+    defaults: dict[str, Any] = {}
+
+    def space(open_: bool) -> ParameterSpace:
+        return ParameterSpace(tuple(sorted(names)), tuple(sorted(required)), open_, defaults)
+
     for klass in (cls.__mro__ if isinstance(cls, type) else type(cls).__mro__):
         function = klass.__dict__.get(method)
         if function is None:
@@ -73,19 +80,21 @@ def parameter_space(kind: str, cls: type) -> ParameterSpace:
         try:
             signature = inspect.signature(function)
         except (TypeError, ValueError):  # a builtin without a signature: it checks nothing
-            return ParameterSpace(tuple(sorted(names)), tuple(sorted(required)), True)
+            return space(True)
         passes_on = False
         for parameter in signature.parameters.values():
             if parameter.kind is inspect.Parameter.VAR_KEYWORD:
                 passes_on = True
             elif (parameter.kind in _KEYWORD_KINDS and parameter.name != "self"
                   and parameter.name not in harness and not parameter.name.startswith("_")):
-                names.add(parameter.name)
                 if parameter.default is inspect.Parameter.empty:
                     required.add(parameter.name)
+                elif parameter.name not in names:  # the most derived class's default
+                    defaults[parameter.name] = parameter.default
+                names.add(parameter.name)
         if not passes_on:
-            return ParameterSpace(tuple(sorted(names)), tuple(sorted(required)), False)
-    return ParameterSpace(tuple(sorted(names)), tuple(sorted(required)), True)
+            return space(False)
+    return space(True)
 
 
 def _listing(names: tuple[str, ...]) -> str:

@@ -20,6 +20,7 @@ subset is new images, identified by its manifest (:mod:`delbench.sdk.derived`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -27,6 +28,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from delbench.errors import DatasetError, SelectionError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -117,10 +120,14 @@ def checked_indices(result: Any, n: int, k: int, *, selector: str = "selector") 
     return result, diagnostics
 
 
-def check_embeddings(embeddings: Any, n: int) -> np.ndarray:
+def check_embeddings(embeddings: Any, n: int, *, distinct: bool = True) -> np.ndarray:
     """Validate an embedding matrix for a pool of ``n`` items; return it as a 2-D float array.
 
-    Selectors call this first so bad input fails with one clear message.
+    Selectors call this first so bad input fails with one clear message: not 2-D, not ``n``
+    rows, no columns, not floating point, NaN or inf, or (``distinct``, for a whole pool's
+    matrix rather than one shard of it) zero for every item, which no encoder computes and
+    every selector would pick from blindly. One non-zero vector for every item (a pool of
+    duplicates) is allowed, with a warning: the selection is then arbitrary.
     """
     if embeddings is None:
         raise SelectionError("this selector needs embeddings (an n × d float array), got None")
@@ -131,10 +138,20 @@ def check_embeddings(embeddings: Any, n: int) -> np.ndarray:
         raise SelectionError(f"embeddings have {array.shape[0]} rows but the pool has {n} items")
     if not np.issubdtype(array.dtype, np.floating):
         raise SelectionError(f"embeddings must be floating point, got dtype {array.dtype}")
+    if array.shape[1] == 0:
+        raise SelectionError(f"embeddings have no columns (shape {array.shape}): each item needs a feature vector")
     chunk = 65536  # streamed, so a memory-mapped float16 file is never copied whole
+    first, varies, nonzero = np.asarray(array[:1]), False, False
     for start in range(0, array.shape[0], chunk):
         block = np.asarray(array[start:start + chunk])
         if not np.isfinite(block).all():
             bad = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
             raise SelectionError(f"embeddings contain NaN or inf (first at row {bad})")
+        varies, nonzero = varies or bool((block != first).any()), nonzero or bool(block.any())
+    if distinct and n >= 2 and not nonzero:
+        raise SelectionError(f"embeddings are zero for all {n} items: a selector could tell no item from another; "
+                             f"check how they were computed")
+    if distinct and n >= 2 and not varies:
+        logger.warning("embeddings are one vector for all %d items (a pool of duplicates?): any selection of them "
+                       "is arbitrary", n)
     return array

@@ -118,7 +118,20 @@ class ResultRow:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ResultRow":
-        """A row read back; keys this version does not know (a newer minor schema) are ignored."""
+        """A row read back; keys this version does not know (a newer minor schema) are ignored.
+        A row without its ``key`` and ``status``, or whose ``status``, ``metric`` or
+        ``metrics`` have the wrong type, is a :class:`~delbench.errors.DelbenchError` saying
+        which (the readers add the file and line)."""
+        missing = [name for name in ("key", "status") if name not in data]
+        if missing:
+            raise DelbenchError(f"not a result row of schema {SCHEMA_VERSION}: "
+                                f"no {' and no '.join(map(repr, missing))}")
+        if not isinstance(data["key"], str) or data["status"] not in ("ok", "failed"):
+            raise DelbenchError(f"not a result row of schema {SCHEMA_VERSION}: key {data['key']!r} must be a string "
+                                f"and status {data['status']!r} 'ok' or 'failed'")
+        if not isinstance(data.get("metrics", {}), dict) or not isinstance(data.get("metric", ""), (str, type(None))):
+            raise DelbenchError(f"not a result row of schema {SCHEMA_VERSION}: metrics must be an object and metric "
+                                f"a name, got {data.get('metrics')!r} and {data.get('metric')!r}")
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 
@@ -127,7 +140,13 @@ def read_header(run_dir: str | Path) -> dict[str, Any]:
     path = Path(run_dir) / HEADER_FILE
     if not path.is_file():
         raise DelbenchError(f"{run_dir} is not a delbench run directory (no {HEADER_FILE})")
-    header = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        header = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else f"{exc.msg} at line {exc.lineno}"
+        raise DelbenchError(f"{path} is not valid JSON ({reason}): the run's header is damaged") from None
+    if not isinstance(header, dict):
+        raise DelbenchError(f"{path} is not a run header (a JSON object), got {type(header).__name__}")
     major = str(header.get("schema_version", "0")).split(".")[0]
     if major != SCHEMA_VERSION.split(".")[0]:
         raise DelbenchError(f"{path}: schema_version {header.get('schema_version')} is not readable by "

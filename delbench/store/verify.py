@@ -112,7 +112,7 @@ def verify_run(run_dir: str | Path, *, check_pool: bool = True) -> list[str]:
                                 f"(ids_sha256 {selected_ids_sha256(pool_ids, indices)} != recorded "
                                 f"{entry.get('ids_sha256')})")
     by_hash = {entry["sha256"]: entry for entry in recorded.values()}
-    for row in read_rows(run_dir):  # reference rows use no subset
+    for row in read_rows(run_dir, []):  # reference rows use no subset; rows left out are the rows check's
         if not row.ok or row.subset_sha256 is None:
             continue
         entry = by_hash.get(row.subset_sha256)

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 from tabulate import tabulate
 
 from delbench.errors import DelbenchError, one_line
-from delbench.protocol import DEFAULT_SIGNIFICANCE, load_protocol
+from delbench.protocol import load_protocol
 from delbench.reports import aggregate_selectors, interval_text, markdown_to_html, statistics_note
 from delbench.sdk.files import atomic_write_json, atomic_write_text
 from delbench.submissions.verify import find_protocol_file, verify
@@ -21,8 +21,10 @@ def leaderboard(paths: Sequence[str | Path], out_dir: str | Path, *, reference: 
     into ``out_dir``: leaderboard.md, leaderboard.html and leaderboard.json. Each entry is a
     selector of a submission; a submission that fails verification, or is of another
     protocol than the leaderboard's (``reference``, else the first verified one's), is
-    listed apart with the reason."""
-    verified, apart = [], []
+    listed apart with the reason; one given again (the same manifest sha256, or the same
+    run directory) is ranked once and listed as repeated. No verified submission is a
+    :class:`~delbench.errors.DelbenchError` giving each one's reason, and writes nothing."""
+    verified, apart, repeated, seen = [], [], [], {}
     for path in paths:
         try:
             check = verify(path, reference=reference, check_pool=check_pool)
@@ -36,10 +38,19 @@ def leaderboard(paths: Sequence[str | Path], out_dir: str | Path, *, reference: 
             more = f" (and {len(check.problems) - 1} more)" if len(check.problems) > 1 else ""
             apart.append({"submission": str(path), "reason": check.problems[0] + more})
         else:
+            identity = check.manifest_sha256 or str(Path(path).resolve())
+            if identity in seen:
+                repeated.append({"submission": str(path), "same_as": seen[identity],
+                                 "manifest_sha256": check.manifest_sha256})
+                continue
+            seen[identity] = str(path)
             verified.append(check)
-    if reference is None and verified:
+    if not verified:
+        raise DelbenchError("no submission verified, so there is nothing to rank: " + "; ".join(
+            f"{u['submission']}: {u['reason']}" for u in apart))
+    if reference is None:
         raise DelbenchError("no protocol to rank against; pass --protocol FILE")
-    significance = reference.significance if reference is not None else DEFAULT_SIGNIFICANCE
+    significance = reference.significance
     entries = []
     for check in verified:
         if (check.protocol, check.protocol_version) != (reference.name, reference.version):
@@ -51,11 +62,10 @@ def leaderboard(paths: Sequence[str | Path], out_dir: str | Path, *, reference: 
     entries.sort(key=lambda e: (-e["normdel_mean"], e["submission"], e["selector"]))
     for rank, entry in enumerate(entries, 1):
         entry["rank"] = rank
-    board = {"protocol": reference.name if reference else None,
-             "protocol_version": reference.version if reference else None,
-             "statistics": {"normdel_alpha": reference.alpha if reference else None, "significance": significance,
+    board = {"protocol": reference.name, "protocol_version": reference.version,
+             "statistics": {"normdel_alpha": reference.alpha, "significance": significance,
                             "confidence": 1 - significance},
-             "entries": entries, "unverified": apart}
+             "entries": entries, "unverified": apart, "repeated": repeated}
     out_dir = Path(out_dir)
     markdown = render_leaderboard(board)
     atomic_write_json(out_dir / "leaderboard.json", board)
@@ -80,6 +90,11 @@ def render_leaderboard(board: dict[str, Any]) -> str:
               interval_text(e["score_auc"], e["score_auc_ci"])] for e in board["entries"]]
     lines += [tabulate(table, headers=["rank", "selector", "submission", "ratios", "seeds", "NormDEL %",
                                        "score AUC %"], tablefmt="github", disable_numparse=True), ""]
+    if board.get("repeated"):
+        lines += ["## Given more than once (ranked once)", "",
+                  tabulate([[r["submission"], r["same_as"]] for r in board["repeated"]],
+                           headers=["submission", "the same submission as"], tablefmt="github",
+                           disable_numparse=True), ""]
     if board["unverified"]:
         lines += ["## Not verified (not ranked)", "",
                   tabulate([[u["submission"], u["reason"]] for u in board["unverified"]],

@@ -23,7 +23,7 @@ from delbench.run import planned_cells, run_protocol
 from delbench.sdk.files import file_sha256
 from delbench.sdk.metrics import normdel
 from delbench.sdk.subsets import ids_sha256, subset_size
-from delbench.store import (HEADER_FILE, ROWS_FILE, SUBSETS_FILE, ResultRow, iter_rows, read_header, read_rows,
+from delbench.store import (HEADER_FILE, ROWS_FILE, SUBSETS_FILE, ResultRow, iter_result_rows, read_header, read_rows,
                             verify_run)
 from delbench.submissions.extract import open_submission
 from delbench.submissions.format import (CONFIG_FILE, IDS_SUFFIX, MANIFEST_FILE, POOL_IDS_FILE, SUBMISSION_FORMAT,
@@ -55,6 +55,8 @@ class Verification:
     header: dict[str, Any] = field(default_factory=dict)
     n_subsets: int = 0
     submission: bool = False
+    #: a submission's identity: the sha256 of its manifest, which lists every file's sha256
+    manifest_sha256: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -234,11 +236,11 @@ def _check_rows(directory: Path, header: dict[str, Any], protocol: Any, records:
     """The rows against the protocol's planned cells and against their subsets."""
     problems: list[str] = []
     by_key: dict[str, list[ResultRow]] = defaultdict(list)
-    try:
-        for data in iter_rows(directory / ROWS_FILE):
-            by_key[data.get("key")].append(ResultRow.from_json(data))
-    except (DelbenchError, TypeError) as exc:
-        return [f"{ROWS_FILE}: {one_line(str(exc))}"]
+    try:  # a cut-off last line or an ok row without a finite metric is a problem too
+        for row in iter_result_rows(directory / ROWS_FILE, problems):
+            by_key[row.key].append(row)
+    except DelbenchError as exc:
+        return problems + [f"{ROWS_FILE}: {one_line(str(exc))}"]
     for key, rows in by_key.items():
         if any(row.ok for row in rows[:-1]):  # --resume appends a retried failed cell; an ok one is never re-run
             problems.append(f"row {key}: recorded {len(rows)} times (duplicated)")
@@ -362,6 +364,8 @@ def verify(target: str | Path, *, reference: Any = None, check_pool: bool = True
         result.config_sha256 = header.get("config_sha256")
         problems = result.problems
         if result.submission:
+            if (directory / MANIFEST_FILE).is_file():
+                result.manifest_sha256 = file_sha256(directory / MANIFEST_FILE)
             problems += _check_manifest(directory, header)
             try:
                 config = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
@@ -380,7 +384,10 @@ def verify(target: str | Path, *, reference: Any = None, check_pool: bool = True
             problems.append(f"{HEADER_FILE}: protocol_config is not a valid protocol: {exc}")
             return result
         problems += _check_rows(directory, header, protocol, records)
-        result.rows = read_rows(directory)
+        try:
+            result.rows = read_rows(directory, [])  # what it leaves out, _check_rows reported
+        except DelbenchError:
+            return result  # a line that is no row: _check_rows named it
         if reference is None:
             found = find_protocol_file(protocol.name)
             if found is not None:

@@ -8,7 +8,7 @@ and published splits, problem reporting) is in :mod:`delbench_plugins.lib`.
 EDD2020 (:class:`EDD2020`) has one mask file per class and reads as a label map.
 
 Not included, because their published layouts could not be confirmed from two independent
-public sources (README, "Not built in"): ImageCLEFmed polyp and EAD2019. Use
+public sources (docs/datasets.md, "Not built in"): ImageCLEFmed polyp and EAD2019. Use
 ``image_folder`` for them after arranging images/ and masks/ by stem.
 """
 from __future__ import annotations
@@ -84,7 +84,7 @@ class CVCClinicDB(PairedFolderDataset):
     Root: the ``CVC-ClinicDB`` folder. Published variants: ``Original/`` + ``Ground Truth/``
     (``1.tif`` … ``612.tif``) directly under the root, or under ``PNG/`` and ``TIF/``. The
     first present of root, ``PNG/``, ``TIF/`` is used, unless ``variant`` ("png" or "tif")
-    names one. Seeded split (frames of one video are neighbours: see README).
+    names one. Seeded split (frames of one video are neighbours: see docs/datasets.md).
     """
 
     name = "cvc_clinicdb"

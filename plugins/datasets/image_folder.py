@@ -37,7 +37,8 @@ class ImageFolder(FolderDataset):
     version = "1"
     description = "Any folder of images; optional masks/ folder (by stem) or class sub-folders"
     roles: ClassVar[tuple[str, ...]] = ("pool", "segmentation", "classification")
-    layout_help = "images anywhere under the root; masks=DIR pairs DIR/<stem><mask_suffix>.<ext>; classes=True reads <class>/ folders"
+    layout_help = ("images in the root, or in images=DIR under it (recursive=True: in sub-folders too); masks=DIR "
+                   "pairs DIR/<stem><mask_suffix>.<ext>; classes=True reads <class>/ folders")
 
     @classmethod
     def check_params(cls, params: Mapping[str, Any]) -> None:

@@ -17,7 +17,7 @@ Exact where it is cheap
     say which ran (``exact``) and what the exact algorithm was estimated to cost
     (``exact_estimate_s``, ``exact_estimate_mib``). ``benchmarks/perf/selection.py
     --compare-exact`` measures each approximation against the exact algorithm at the bound
-    (README, Performance).
+    (docs/performance.md).
 
 The approximations share two devices (each selector's docstring says which it uses):
 
@@ -61,7 +61,7 @@ EXACT_MAX_SECONDS = 60.0
 #: ... and its estimated peak memory at most this many bytes
 EXACT_MAX_BYTES = 2 * 2**30
 #: cost model of the exact algorithms, measured on the 2-core development machine while other
-#: jobs shared it (load average 3–3.6; README, Performance: ``benchmarks/perf/selection.py
+#: jobs shared it (load average 3–3.6; docs/performance.md: ``benchmarks/perf/selection.py
 #: --compare-exact`` prints estimate and measurement side by side): seconds per multiply-add
 #: of a greedy step's n × d matrix-vector product and its other passes over n (memory-bound;
 #: k-center 464 ps and herding 335 ps at n = 71,791, d = 768; 290 ps on the idle machine), ...
@@ -334,7 +334,7 @@ class KCenterGreedy(_CoresetSelector):
     the farthest row, so the final steps in the true geometry remove what the projection
     missed. They run while their estimated cost (:meth:`global_steps_cost`) fits the exact
     algorithm's bounds; beyond, the first stage takes the whole budget. Measured at the exact
-    bound (README, Performance): the projected greedy alone leaves the radius 2–5 % above the
+    bound (docs/performance.md): the projected greedy alone leaves the radius 2–5 % above the
     exact one, with the global steps it is between 0.8 % below and 1.1 % above; partitions cost
     more than the projection — a cluster that k-means splits needs a centre per piece, and with
     about as many clusters as centres the radius stays at the distance between clusters (eight
@@ -518,7 +518,7 @@ class Herding(_CoresetSelector):
     the rounding of the integer budgets is absorbed as well). The last ``global_steps`` picks
     (256) are exact herding steps over the whole pool, continuing that error: the final mean
     error is set by the last steps, and a partition offers them too few candidates (measured
-    at the exact bound in three settings, README: partitions alone 6 % and 11 % above the
+    at the exact bound in three settings, docs/performance.md: partitions alone 6 % and 11 % above the
     exact algorithm's mean error, and 14 % below in the third; with the 256 global steps
     between 4 % below and 1.2 % above). Those steps hold the pool's rows in float32 and run
     while their estimated cost fits the exact algorithm's bounds (n·d·4 bytes: up to 699,050
@@ -758,7 +758,7 @@ class FacilityLocation(_CoresetSelector):
     search inside k-means partitions of about ``partition_size`` rows (module docstring),
     one partition read from the embeddings at a time, so near a partition border an item's
     neighbours are its nearest ones inside the partition. In the full dimension by default
-    (``projection_dim`` None; measured at the exact bound in three settings, README: 0.2–1.2 %
+    (``projection_dim`` None; measured at the exact bound in three settings, docs/performance.md: 0.2–1.2 %
     below the exact objective, and 1.5–1.7 % below with version 1's 128-d projection). The search runs in faiss
     when it is installed (``knn_backend='auto'``; about 10× faster) or in numpy; both are exact
     and differ at most in how exact ties are broken; the backend is recorded. The lazy greedy
