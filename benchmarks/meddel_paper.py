@@ -2,7 +2,7 @@
 # batch 16, AdamW, cosine schedule, peak LR 1.5e-4, compute-matched epochs (200 at 100 % …
 # 4,000 at 5 %), MLP-head segmentation on the downstream sets, mIoU and NormDEL (alpha = 1).
 #
-# Datasets are user-supplied: set DELBENCH_<NAME>_ROOT for each (see README, "Datasets") or
+# Datasets are user-supplied: set DELBENCH_<NAME>_ROOT for each (see docs/datasets.md) or
 # override the roots with --cfg-options. ImageCLEFmed polyp, the paper's eighth downstream
 # set, has no loader yet (its published layout could not be confirmed); add it here once it
 # has one. The paper's "30 %" column is ratio 0.33 (its NormDEL uses R = 0.33).

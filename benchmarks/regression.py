@@ -2,7 +2,7 @@
 # one CPU core and deterministic there. `delbench compare` checks a run of it against
 # benchmarks/baselines/regression.json (subset hashes exactly, metrics within the tox env's
 # tolerance). A plugin author copies this file, lists their own selector in `selectors`, and
-# keeps a baseline of their own (README, "Regression suites for your plugin"). It inherits
+# keeps a baseline of their own (docs/submissions.md, "Regression suites for your plugin"). It inherits
 # nothing, so a copy works in any repository.
 
 protocol = dict(name='regression', version='1',

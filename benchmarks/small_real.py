@@ -1,7 +1,7 @@
 # A real-data protocol sized for a CPU (about an hour on 2 cores, 64 px ViT-Tiny): pre-train on
 # a folder of unlabeled frames (an image_folder pool), evaluate segmentation on Kvasir-SEG and
-# CVC-ClinicDB. Set DELBENCH_KVASIR_SEG_ROOT and DELBENCH_CVC_CLINICDB_ROOT (README,
-# "Datasets") and the pool folder with DELBENCH_IMAGE_FOLDER_ROOT (for example Kvasir-SEG's
+# CVC-ClinicDB. Set DELBENCH_KVASIR_SEG_ROOT and DELBENCH_CVC_CLINICDB_ROOT (docs/datasets.md)
+# and the pool folder with DELBENCH_IMAGE_FOLDER_ROOT (for example Kvasir-SEG's
 # images/ folder, or HyperKvasir's unlabeled-images/images) or pool.params.root=PATH.
 _base_ = ['_base_/mae_compute_matched.py']
 

@@ -26,7 +26,7 @@ def test_run_writes_rows_summary_and_report(tiny_run):
         assert row.pretrain["steps"] == 6  # compute-matched: 0.4 epochs × 120 / 8 at every ratio
         assert row.metric == "mIoU" and row.higher_is_better is True
         assert row.selector_version == ("2" if row.selector_name == "meddel" else "1")
-        assert row.task_version == "1" and row.backbone_version == "2"
+        assert row.task_version == "2" and row.backbone_version == "2"
         assert row.pretrain["precision"] == "fp32"
         assert set(row.time_s) == {"select", "pretrain", "task"} and row.env and row.started_at
     assert len({row.pool_ids_sha256 for row in rows}) == 1
