@@ -133,7 +133,7 @@ class _PlantedTiers(Selector):
         metadata = _pool_metadata(pool)  # fetched once: a pool may build it on every call
         kind, tier, group = _planted_tiers(pool, metadata, self.name, self.tiers, by)
         tier, diagnostics = self.refine_tiers(pool, metadata, kind, tier)
-        chosen = self.order(tier, group)[:k]
+        chosen = self.order(tier, group, _centres(pool, metadata, self.name))[:k]
         return chosen, {"kept_by_kind": _counts(kind[chosen]), "n_groups": int(np.unique(group[chosen]).size),
                         **{name: _counts(column[chosen]) for name, column in diagnostics.items()}}
 
@@ -143,7 +143,7 @@ class _PlantedTiers(Selector):
         counts the diagnostics report (``kept_by_<column>``); the default keeps ``tiers``."""
         return tier, {}
 
-    def order(self, tier: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def order(self, tier: np.ndarray, group: np.ndarray, centre: np.ndarray) -> np.ndarray:
         """Every item's index, in the order the selector keeps them."""
         raise NotImplementedError
 
@@ -154,27 +154,27 @@ class Oracle(_PlantedTiers):
     Uses ``pool.metadata()['kind']`` (``synthetic_endoscopy``): all ``core`` frames first,
     then ``near_duplicate`` frames spread across scenes (round robin over the ``by`` column:
     the first near-duplicate of every scene, then the second, …), ``invalid`` frames last.
-    Inside a tier the order is deterministic (round robin, then index), so the seed plays no
-    role. Not a method for real data — it shows how much a selector could gain.
+    Inside a round the groups of the pool's centres (``centre_id``, where it has one) are
+    interleaved: the first group of each centre, then the second, … (:func:`_interleaved`), so
+    a round cut short still covers every centre. Deterministic, so the seed plays no role. Not
+    a method for real data — it shows how much a selector could gain. Wherever a ratio needs
+    no invalid frame it keeps the frames ``spread_valid`` keeps (the first valid frame of a
+    scene is its core frame), so both brackets share one pre-training there.
 
     Parameters: ``by`` — column to spread over (default ``'scene_id'``). Diagnostics:
     ``kept_by_kind`` (counts per kind), ``n_groups`` (groups touched), ``time_s``.
     """
 
     name = "oracle"
-    version = "1"
-    description = "Synthetic pool only: keeps planted core frames first, then near-duplicates spread over scenes"
+    #: 2: inside a round, the groups of the pool's centres are interleaved (were in id order)
+    version = "2"
+    description = ("Synthetic pool only: keeps planted core frames first, then near-duplicates spread over scenes "
+                   "and centres")
     tiers = ("core", "near_duplicate", "invalid")
 
-    def order(self, tier: np.ndarray, group: np.ndarray) -> np.ndarray:
-        n = len(tier)
-        # rank of each item inside its (tier, group), in index order
-        by_group = np.lexsort((np.arange(n), group, tier))
-        first = np.r_[True, (tier[by_group][1:] != tier[by_group][:-1]) | (group[by_group][1:] != group[by_group][:-1])]
-        run_start = np.maximum.accumulate(np.where(first, np.arange(n), 0))
-        rank = np.empty(n, np.int64)
-        rank[by_group] = np.arange(n) - run_start
-        return np.lexsort((np.arange(n), group, rank, tier))
+    def order(self, tier: np.ndarray, group: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        rank = _rank_in_group(tier * (group.max(initial=0) + 1) + group, np.ones(len(tier), bool))
+        return np.lexsort((np.arange(len(tier)), centre, _interleaved(group, centre), rank, tier))
 
 
 class AntiOracle(_PlantedTiers):
@@ -221,7 +221,7 @@ class AntiOracle(_PlantedTiers):
             rank[invalid & (invalid_type == name)] = position
         return tier * len(self.invalid_types) + rank, {"kept_by_invalid_type": np.where(invalid, invalid_type, "")}
 
-    def order(self, tier: np.ndarray, group: np.ndarray) -> np.ndarray:
+    def order(self, tier: np.ndarray, group: np.ndarray, centre: np.ndarray) -> np.ndarray:
         # frames of each (tier, group): the biggest groups of a tier come first
         cell = tier * (group.max(initial=0) + 1) + group
         size = np.bincount(cell)[cell]
@@ -241,8 +241,7 @@ class _Coverage(Selector):
         metadata = _pool_metadata(pool)
         invalid = _metadata_column(pool, "kind", self.name, metadata).astype(str) == "invalid"
         scene = np.unique(_metadata_column(pool, "scene_id", self.name, metadata), return_inverse=True)[1].reshape(-1)
-        centre = (np.unique(_metadata_column(pool, "centre_id", self.name, metadata), return_inverse=True)[1].reshape(-1)
-                  if "centre_id" in metadata else np.zeros(len(pool), np.int64))
+        centre = _centres(pool, metadata, self.name)
         chosen = self.order(invalid, scene, centre)[:k]
         valid = chosen[~invalid[chosen]]
         return chosen, {"kept_valid": int(valid.size), "n_scenes": int(np.unique(scene[valid]).size),
@@ -252,6 +251,22 @@ class _Coverage(Selector):
     def order(self, invalid: np.ndarray, scene: np.ndarray, centre: np.ndarray) -> np.ndarray:
         """Every item's index, in the order the selector keeps them (valid frames first)."""
         raise NotImplementedError
+
+
+def _centres(pool: Dataset, metadata: Mapping[str, Any], selector: str) -> np.ndarray:
+    """Every item's centre as a dense integer (``centre_id``); a pool without one is one centre."""
+    if "centre_id" not in metadata:
+        return np.zeros(len(pool), np.int64)
+    return np.unique(_metadata_column(pool, "centre_id", selector, metadata), return_inverse=True)[1].reshape(-1)
+
+
+def _interleaved(group: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Every item's group's place among its centre's groups, in id order: sorting a round by
+    (place, centre) takes the first group of each centre, then the second, …"""
+    pairs, pair = np.unique(np.stack([centre, group], 1), axis=0, return_inverse=True)
+    first = np.r_[True, pairs[1:, 0] != pairs[:-1, 0]]
+    place = np.arange(len(pairs)) - np.maximum.accumulate(np.where(first, np.arange(len(pairs)), 0))
+    return place[pair.reshape(-1)]
 
 
 def _rank_in_group(group: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -275,9 +290,9 @@ class SpreadValid(_Coverage):
     (``synthetic_endoscopy``): the first valid frame of every scene, then the second valid
     frame of every scene that has one, and so on (round robin over scenes); inside a round the
     scenes of the centres are interleaved (the first scene of each centre, then the second, …,
-    scenes in time order), so a round cut short still touches every centre. Invalid frames
-    last. Wherever a ratio needs only valid frames this is the most diverse valid subset of
-    its size, and the same frames as ``oracle`` up to the order inside a round. No parameters.
+    scenes in time order: :func:`_interleaved`), so a round cut short still touches every
+    centre. Invalid frames last. Wherever a ratio needs only valid frames this is the most
+    diverse valid subset of its size, and the frames ``oracle`` keeps. No parameters.
     Diagnostics: ``kept_valid``, ``n_scenes``, ``n_centres``, ``kept_by_centre``, ``time_s``.
     """
 
@@ -286,15 +301,8 @@ class SpreadValid(_Coverage):
     description = "Synthetic pool only: valid frames, one per scene first, interleaved over centres"
 
     def order(self, invalid: np.ndarray, scene: np.ndarray, centre: np.ndarray) -> np.ndarray:
-        valid = ~invalid
-        in_scene = _rank_in_group(scene, valid)  # the frame's round
-        # the scene's place among its centre's scenes that have a valid frame, in time order
-        scene_has_valid = np.zeros(scene.max(initial=-1) + 1, bool)
-        scene_has_valid[scene[valid]] = True
-        scene_centre = np.zeros(scene_has_valid.size, np.int64)
-        scene_centre[scene] = centre
-        scene_place = _rank_in_group(scene_centre, scene_has_valid)[scene]
-        return np.lexsort((np.arange(len(scene)), centre, scene_place, in_scene, invalid))
+        in_scene = _rank_in_group(scene, ~invalid)  # a valid frame's round
+        return np.lexsort((np.arange(len(scene)), centre, _interleaved(scene, centre), in_scene, invalid))
 
 
 class PackedValid(_Coverage):
