@@ -292,3 +292,20 @@ def test_data_check_of_a_plain_image_folder(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["data", "check", "image_folder", "--root", str(tmp_path / "empty")]) == 1
     assert "no images found" in capsys.readouterr().out
+
+
+# --- what timm cannot build is refused at load ----------------------------------------------------
+@pytest.mark.parametrize("option, message", [
+    ("backbone.params.model='vit_tiny_patch16_22'",
+     "backbone (timm_mae): model: timm has no model 'vit_tiny_patch16_22'; did you mean 'vit_tiny_patch16_224'"),
+    ("backbone.params.model_kwargs={'dept': 2}",
+     "got an unexpected keyword argument 'dept'"),
+    ("backbone.params.image_size=20", "backbone (timm_mae): image_size: 20 is not a multiple of the patch size"),
+    ("backbone.params.model='resnet18'", "timm cannot build 'resnet18' with {'depth': 2}: ResNet.__init__() got an"),
+])
+def test_what_timm_cannot_build_is_refused_at_load(option, message, tmp_path, capsys):
+    """Before: the run started and every cell failed with its own timm error."""
+    work = tmp_path / "w"
+    assert main(["run", TINY, "--work-dir", str(work), *QUIET, "--cfg-options", RANDOM_ONLY, option]) == 1
+    assert message in _one_line_error(capsys)
+    assert not work.exists()

@@ -45,6 +45,43 @@ def _sincos_position_embedding(dim: int, grid: tuple[int, int]):
     return torch.cat(parts, dim=1)
 
 
+def _check_timm_encoder(model: str, image_size: int, patch_size: int | None,
+                        model_kwargs: Mapping[str, Any]) -> None:
+    """Refuse at load, not in every cell, what timm cannot build: an unknown model name (with
+    close matches), a keyword its constructor does not take, an image size the patch size does
+    not divide. The encoder is built on the meta device, so no weights are allocated."""
+    import difflib
+
+    import timm
+    import torch
+
+    if not timm.is_model(model):
+        close = difflib.get_close_matches(model, timm.list_models(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else " (timm.list_models() lists them)"
+        raise ConfigError(f"model: timm has no model {model!r}{hint}")
+    kwargs: dict[str, Any] = {**model_kwargs, "img_size": image_size, "num_classes": 0}
+    if patch_size is not None:
+        kwargs["patch_size"] = patch_size
+    try:
+        with torch.device("meta"):
+            encoder = timm.create_model(model, pretrained=False, **kwargs)
+    except TypeError as exc:  # a keyword the model's constructor does not take
+        keyword = re.search(r"keyword argument '(\w+)'", str(exc))
+        if keyword and keyword.group(1) not in model_kwargs:  # the harness's own img_size/patch_size
+            raise ConfigError(f"model: {model!r} takes no {keyword.group(1)!r}; the MAE needs a ViT-style "
+                              f"timm model") from None
+        raise ConfigError(f"model_kwargs: timm cannot build {model!r} with {dict(model_kwargs)!r}: {exc}") from None
+    except (RuntimeError, ValueError, AssertionError) as exc:
+        raise ConfigError(f"timm cannot build {model!r} with {kwargs!r}: {exc}") from None
+    patch_embed = getattr(encoder, "patch_embed", None)
+    if patch_embed is None or not hasattr(encoder, "blocks"):
+        raise ConfigError(f"model: {model!r} is not a ViT-style timm model (needs patch_embed/blocks)")
+    patch = patch_embed.patch_size[0]
+    if image_size % patch:
+        raise ConfigError(f"image_size: {image_size} is not a multiple of the patch size {patch} "
+                          f"(give image_size={image_size // patch * patch or patch} or another patch_size)")
+
+
 def _build_mae(model: str, image_size: int, patch_size: int | None, decoder_dim: int,
                decoder_depth: int, decoder_heads: int, drop_path_rate: float,
                model_kwargs: Mapping[str, Any]):
@@ -267,6 +304,8 @@ class TimmMAE(Backbone):
             raise ConfigError(f"model_kwargs must be a dict of timm.create_model keywords, got {params['model_kwargs']!r}")
         if "device" in params and not isinstance(params["device"], str):
             raise ConfigError(f"device must be a torch device name such as 'cpu' or 'cuda', got {params['device']!r}")
+        _check_timm_encoder(params.get("model", "vit_tiny_patch16_224"), params.get("image_size", 64),
+                            params.get("patch_size"), dict(params.get("model_kwargs") or {}))
 
     def __init__(self, *, model: str = "vit_tiny_patch16_224", image_size: int = 64,
                  patch_size: int | None = None, checkpoint: str | None = None,
