@@ -15,7 +15,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--format", default="md,json,html", metavar="md,json,html",
                    help="comma-separated formats to write (default: all three)")
     p.add_argument("--require-valid", action="store_true",
-                   help="exit 2 unless the bracket check (oracle > random > anti_oracle) passed")
+                   help="exit 2 unless the validity check passed: the quality bracket (oracle > random > "
+                        "anti_oracle) and the coverage bracket (spread_valid > packed_valid), where present")
     p.set_defaults(func=run)
 
 

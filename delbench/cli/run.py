@@ -19,7 +19,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--quiet", action="store_true", help="do not print the report at the end")
     p.add_argument("--require-valid", action="store_true",
-                   help="exit 2 unless the report's bracket check (oracle > random > anti_oracle) passed")
+                   help="exit 2 unless the report's validity check passed: the quality bracket (oracle > "
+                        "random > anti_oracle) and the coverage bracket (spread_valid > packed_valid), where present")
     p.add_argument("--launcher", choices=("inprocess", "local", "debug", "slurm"), default="inprocess",
                    help="inprocess (default); or one submitit job per selection group: local processes, "
                         "debug (in this process), a slurm job array (needs delbench[launch])")
