@@ -21,9 +21,9 @@ def test_smoke_plan_has_one_cell_per_selection_and_unique_keys():
                    for s in protocol.selectors) * len(protocol.tasks)
     assert len(cells) == expected
     assert len({c.key for c in cells}) == len(cells)
-    assert {"full|ratio=1|seed=0|synthetic_polyp_seg/segmentation",
-            "meddel[center=true]|ratio=0.05|seed=0|synthetic_polyp_seg/segmentation",
-            "anti_oracle|ratio=0.05|seed=2|synthetic_polyp_seg/segmentation"} <= {c.key for c in cells}
+    assert {"full|ratio=1|seed=0|polyp_centre0/segmentation",
+            "meddel[center=true]|ratio=0.05|seed=0|polyp_centre3/segmentation",
+            "anti_oracle|ratio=0.05|seed=1|polyp_centre0/segmentation"} <= {c.key for c in cells}
 
 
 def test_a_pinned_init_seed_gives_every_cell_the_same_initial_encoder():
