@@ -230,3 +230,27 @@ def test_cluster_members_is_ordered_and_complete():
     assert [m.tolist() for m in members] == [[1, 4], [3], [0, 2, 5], []]
     with pytest.raises(SelectionError):
         cluster_members(labels, 2)
+
+
+def test_semdedup_removes_an_item_similar_to_any_earlier_item_kept_or_not():
+    """Issue 26, item 2: the rule is the paper's pairwise one. In the chain 50° → 45° → 40° the
+    40° item is a duplicate of the removed 45° item (5° apart, closer than the 7° the threshold
+    allows) and is removed too; a rule that compared only with kept items would keep it (10°
+    from the kept 50° item)."""
+    angles = [50, 45, 40, -50, -43, -36, -29]  # the chain, then items 7° apart
+    unit = np.array([_at(a) for a in angles], np.float32)  # unit rows already
+    result = _select("semdedup", 5 / 7, embeddings=unit)
+    threshold = result.diagnostics["similarity_threshold"]
+    centroid = unit.mean(axis=0) / np.linalg.norm(unit.mean(axis=0))
+    order = np.argsort(unit @ centroid, kind="stable")  # farthest from the centroid first (keep='hard')
+
+    def kept_by(compare_with):
+        kept = []
+        for position, i in enumerate(order):
+            others = kept if compare_with == "kept" else order[:position]
+            if not len(others) or max(float(unit[i] @ unit[j]) for j in others) <= threshold + 1e-6:
+                kept.append(int(i))
+        return sorted(kept)
+
+    assert result.indices.tolist() == kept_by("any earlier item") == [0, 3, 4, 5, 6]
+    assert kept_by("kept") != kept_by("any earlier item")
