@@ -71,7 +71,9 @@ def _check_timm_encoder(model: str, image_size: int, patch_size: int | None,
             raise ConfigError(f"model: {model!r} takes no {keyword.group(1)!r}; the MAE needs a ViT-style "
                               f"timm model") from None
         raise ConfigError(f"model_kwargs: timm cannot build {model!r} with {dict(model_kwargs)!r}: {exc}") from None
-    except (RuntimeError, ValueError, AssertionError) as exc:
+    except (RuntimeError, ValueError, AssertionError, NotImplementedError) as exc:
+        if "meta" in str(exc):  # a model that computes on tensors while it is built: the run builds it for real
+            return
         raise ConfigError(f"timm cannot build {model!r} with {kwargs!r}: {exc}") from None
     patch_embed = getattr(encoder, "patch_embed", None)
     if patch_embed is None or not hasattr(encoder, "blocks"):
