@@ -12,6 +12,7 @@ torch and timm are imported inside methods so that registering this plugin stays
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import pickle
@@ -43,6 +44,12 @@ def _sincos_position_embedding(dim: int, grid: tuple[int, int]):
         angles = coord[:, None] * omega[None, :]
         parts += [torch.sin(angles), torch.cos(angles)]
     return torch.cat(parts, dim=1)
+
+
+def _constructor_defaults(cls: type) -> dict[str, Any]:
+    """The constructor's keyword defaults: what an unset parameter will be."""
+    return {name: p.default for name, p in inspect.signature(cls.__init__).parameters.items()
+            if p.default is not inspect.Parameter.empty}
 
 
 def _check_timm_encoder(model: str, image_size: int, patch_size: int | None,
@@ -306,8 +313,8 @@ class TimmMAE(Backbone):
             raise ConfigError(f"model_kwargs must be a dict of timm.create_model keywords, got {params['model_kwargs']!r}")
         if "device" in params and not isinstance(params["device"], str):
             raise ConfigError(f"device must be a torch device name such as 'cpu' or 'cuda', got {params['device']!r}")
-        _check_timm_encoder(params.get("model", "vit_tiny_patch16_224"), params.get("image_size", 64),
-                            params.get("patch_size"), dict(params.get("model_kwargs") or {}))
+        given = {**_constructor_defaults(cls), **params}
+        _check_timm_encoder(given["model"], given["image_size"], given["patch_size"], dict(given["model_kwargs"] or {}))
 
     def __init__(self, *, model: str = "vit_tiny_patch16_224", image_size: int = 64,
                  patch_size: int | None = None, checkpoint: str | None = None,
